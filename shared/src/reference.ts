@@ -30,6 +30,9 @@ export interface Routing {
   gates: number[]; // [K], renormalized over the chosen experts
 }
 
+/** Sees the residual stream after each layer (activation-scale checks, debugging). */
+export type LayerObserver = (layer: number, x: Float32Array) => void;
+
 interface Linear {
   w: Float32Array;
   b?: Float32Array;
@@ -251,7 +254,7 @@ export class ReferenceModel {
    * prompt tokens only. Caches every layer's K and V; the query never enters, so the cache is valid
    * for every step of a turn.
    */
-  expertPrefill(e: number, prompt: readonly number[]): PromptCache {
+  expertPrefill(e: number, prompt: readonly number[], observe?: LayerObserver): PromptCache {
     const { D, Lmax } = this;
     const L = prompt.length;
     if (L < 1 || L > Lmax) throw new RangeError(`prompt length: expected 1..${Lmax}, found ${L}`);
@@ -266,7 +269,7 @@ export class ReferenceModel {
       for (let d = 0; d < D; d++) x[i * D + d] = embed[tok * D + d] + pos[i * D + d];
     }
     const cache: PromptCache = { length: L, k: [], v: [], out: new Float32Array(L * D) };
-    for (const layer of W.layers) {
+    for (const [l, layer] of W.layers.entries()) {
       const a = new Float32Array(L * D); // [L, D]
       for (let i = 0; i < L; i++)
         a.set(layerNorm(x.subarray(i * D, (i + 1) * D), layer.ln1.g, layer.ln1.b), i * D);
@@ -285,6 +288,7 @@ export class ReferenceModel {
         const o = this.attend(q.subarray(i * D, (i + 1) * D), k, v, L); // [D]
         this.residualBlock(x.subarray(i * D, (i + 1) * D), o, layer);
       }
+      observe?.(l, x);
     }
     for (let i = 0; i < L; i++)
       cache.out.set(layerNorm(x.subarray(i * D, (i + 1) * D), W.lnF.g, W.lnF.b), i * D);
@@ -295,7 +299,7 @@ export class ReferenceModel {
    * Step: z = W_in h + pos[Lmax]; each layer attends over [cached prompt K, V ; z's own k, v];
    * output W_out LN_f(z).  [H]
    */
-  expertStep(e: number, h: Float32Array, cache: PromptCache): Float32Array {
+  expertStep(e: number, h: Float32Array, cache: PromptCache, observe?: LayerObserver): Float32Array {
     const { D } = this;
     const W = this.expert(e);
     const L = cache.length;
@@ -312,6 +316,7 @@ export class ReferenceModel {
       v.set(qkv.subarray(2 * D, 3 * D), L * D);
       const o = this.attend(qkv.subarray(0, D), k, v, L + 1); // [D]
       this.residualBlock(z, o, layer);
+      observe?.(l, z);
     });
     return apply(W.out, layerNorm(z, W.lnF.g, W.lnF.b)); // [H]
   }
