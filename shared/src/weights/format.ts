@@ -94,12 +94,12 @@ export function checkScheme(spec: ParamSpec, scheme: unknown): asserts scheme is
     );
   if (scheme !== 'f32' && spec.kind !== 'matrix')
     throw new WeightsError(
-      `${t}: quantization scheme: expected f32 (biases and norms, shape [${spec.shape}], stay float32), found ${scheme}`,
+      `${t}: quantization scheme: expected f32 (biases and norms, shape ${shapeText(spec.shape)}, stay float32), found ${scheme}`,
       spec.name,
     );
   if (scheme === 'int8-2:4' && spec.shape[1] % 4 !== 0)
     throw new WeightsError(
-      `${t}: quantization scheme int8-2:4: expected an input dimension divisible by 4, found shape [${spec.shape}]; use int8 or f32`,
+      `${t}: quantization scheme int8-2:4: expected an input dimension divisible by 4, found shape ${shapeText(spec.shape)}; use int8 or f32`,
       spec.name,
     );
 }
