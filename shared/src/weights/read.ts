@@ -90,9 +90,13 @@ export function readWeights(input: Uint8Array | ArrayBuffer, opts: ReadOptions =
     );
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n64 = dv.getBigUint64(0, true);
-  if (n64 > BigInt(bytes.length - 8) || n64 > BigInt(MAX_HEADER_BYTES))
+  if (n64 > BigInt(MAX_HEADER_BYTES))
     throw new WeightsError(
-      `header: expected ${n64} bytes of JSON after the 8-byte length (at most ${Math.min(bytes.length - 8, MAX_HEADER_BYTES)} possible), found ${bytes.length - 8} bytes in the whole file (truncated?)`,
+      `header length: expected at most ${MAX_HEADER_BYTES} bytes (the safetensors limit), found ${n64}`,
+    );
+  if (n64 > BigInt(bytes.length - 8))
+    throw new WeightsError(
+      `header: expected ${n64} bytes of JSON after the 8-byte length, found ${bytes.length - 8} bytes (file truncated?)`,
     );
   const headerLen = Number(n64);
   const dataStart = 8 + headerLen;
