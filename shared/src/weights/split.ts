@@ -37,7 +37,7 @@ export function expertGroups(count: number, groups: number): number[][] {
 export function splitWeights(file: WeightsFile, shards: number | number[][]): SplitResult {
   if (file.shard.kind !== 'full')
     throw new WeightsError(
-      `splitWeights: expected a full file (it must hold the edge tensors and every expert), found a "${file.shard.kind}" file`,
+      `splitWeights: expected a full file (it must hold the edge tensors and every expert), found a file of kind "${file.shard.kind}"`,
     );
   const { config } = file;
   let groups: number[][];
