@@ -12,3 +12,4 @@ export * from './sampling.ts';
 export * from './digest.ts';
 export * from './generate.ts';
 export * from './quant.ts';
+export * from './onnx/index.ts';

@@ -1,0 +1,267 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import onnxProto from 'onnx-proto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { preset } from '../config.ts';
+import { initRandom } from '../init.ts';
+import { Rng } from '../random.ts';
+import { ReferenceModel, type PromptCache } from '../reference.ts';
+import { buildExpertPrefill, buildExpertStateless, buildExpertStep } from './expert.ts';
+import { graphSummary } from './graph.ts';
+import {
+  createSession,
+  dequantizedParams,
+  f32,
+  i64,
+  maxAbsDiff,
+  PARITY_SESSION_OPTIONS,
+  RUNTIMES,
+  type Feed,
+} from './ort-test-utils.ts';
+import { weightSourceFromParams, type WeightSource } from './weights.ts';
+
+// Float32 graphs sum in another order than the reference (which accumulates in float64) and ORT fuses
+// ops (FusedMatMul, BiasGelu); measured ≤ 2e-6 on this CPU. 1e-4 leaves room for other kernels (FMA, SIMD
+// widths) and is still ~100× below what a wrong mask, position or weight layout produces.
+const F32_TOL = 1e-4;
+// int8 graphs dequantize to exactly the reference's dequantized weights, so they meet the float32 bound;
+// ORT's default int8-activation MatMulNBits (accuracy level 4) misses it by ~2e-2.
+const INT8_TOL = 1e-4;
+const TOL = { f32: F32_TOL, int8: INT8_TOL } as const;
+
+const cfg = preset('tiny');
+const params = initRandom(cfg, 11);
+const EXPERT = 2;
+const { width: D, layers } = cfg.experts;
+const H = cfg.controller.hidden;
+const LENGTHS = [1, 7, 20];
+const P = 24;
+
+const rng = new Rng(5);
+const prompts = LENGTHS.map((n) => Array.from({ length: n }, () => Math.floor(rng.next() * cfg.vocab)));
+const hs = LENGTHS.map(() => Float32Array.from({ length: H }, () => Math.tanh(rng.normal())));
+
+interface Setup {
+  src: WeightSource;
+  ref: ReferenceModel;
+  prefill: Uint8Array;
+  step: Uint8Array;
+  stateless: Uint8Array;
+}
+
+const setups = new Map<string, Setup>();
+function setup(scheme: 'f32' | 'int8'): Setup {
+  let s = setups.get(scheme);
+  if (!s) {
+    const src = weightSourceFromParams(cfg, params, scheme);
+    // int8 graphs are compared with the reference run on exactly the weights they dequantize to.
+    const ref = new ReferenceModel(cfg, scheme === 'f32' ? params : dequantizedParams(src, params.keys()));
+    s = {
+      src,
+      ref,
+      prefill: buildExpertPrefill(src, EXPERT),
+      step: buildExpertStep(src, EXPERT),
+      stateless: buildExpertStateless(src, EXPERT),
+    };
+    setups.set(scheme, s);
+  }
+  return s;
+}
+
+/** Row caches as past_k/past_v [layers, B, P, D]; positions past each prompt hold junk the mask must hide. */
+function padCaches(caches: { k: Float32Array[]; v: Float32Array[]; length: number }[]): Record<string, Feed> {
+  const B = caches.length;
+  const junk = new Rng(99);
+  const pack = (pick: (c: (typeof caches)[number], l: number) => Float32Array) => {
+    const out = Float32Array.from({ length: layers * B * P * D }, () => 3 * junk.normal());
+    for (let l = 0; l < layers; l++)
+      caches.forEach((c, b) => out.set(pick(c, l).subarray(0, c.length * D), (l * B + b) * P * D));
+    return f32(out, [layers, B, P, D]);
+  };
+  return {
+    past_k: pack((c, l) => c.k[l]),
+    past_v: pack((c, l) => c.v[l]),
+    prompt_len: i64(caches.map((c) => c.length)),
+  };
+}
+
+const concat = (xs: Float32Array[]) => Float32Array.from(xs.flatMap((x) => Array.from(x)));
+const rowOf = (y: Float32Array, b: number, n = H) => y.subarray(b * n, (b + 1) * n);
+
+describe.each(RUNTIMES)('expert graphs in %s', (runtime) => {
+  describe.each(['f32', 'int8'] as const)('with %s weights', (scheme) => {
+    const tol = TOL[scheme];
+
+    it('prefill gives the reference out, k and v for prompts of length 1, 7 and 20', async () => {
+      const { ref, prefill } = setup(scheme);
+      const s = await createSession(runtime, prefill);
+      for (const prompt of prompts) {
+        const want = ref.expertPrefill(EXPERT, prompt);
+        const got = await s.run({ tokens: i64(prompt) });
+        const L = prompt.length;
+        expect(got.out.dims).toEqual([L, D]);
+        expect(got.k.dims).toEqual([layers, L, D]);
+        expect(got.v.dims).toEqual([layers, L, D]);
+        expect(maxAbsDiff(got.out.data, want.out)).toBeLessThanOrEqual(tol);
+        expect(maxAbsDiff(got.k.data, concat(want.k))).toBeLessThanOrEqual(tol);
+        expect(maxAbsDiff(got.v.data, concat(want.v))).toBeLessThanOrEqual(tol);
+      }
+      await s.release();
+    });
+
+    it('step batches 3 rows with their own prompt lengths (1, 7, 20) padded to P=24', async () => {
+      const { ref, step } = setup(scheme);
+      const caches = prompts.map((p) => ref.expertPrefill(EXPERT, p));
+      const s = await createSession(runtime, step);
+      const got = await s.run({ h: f32(concat(hs), [hs.length, H]), ...padCaches(caches) });
+      expect(got.y.dims).toEqual([hs.length, H]);
+      caches.forEach((cache, b) => {
+        const want = ref.expertStep(EXPERT, hs[b], cache);
+        expect(maxAbsDiff(rowOf(got.y.data, b), want), `row ${b} (L=${cache.length})`).toBeLessThanOrEqual(
+          tol,
+        );
+      });
+      await s.release();
+    });
+
+    it('prefill outputs fed to step reproduce the reference, as the GPU tier chains them', async () => {
+      const { ref, prefill, step } = setup(scheme);
+      const pre = await createSession(runtime, prefill);
+      const caches: PromptCache[] = [];
+      for (const prompt of prompts) {
+        const o = await pre.run({ tokens: i64(prompt) });
+        const L = prompt.length;
+        const perLayer = (t: Float32Array) =>
+          Array.from({ length: layers }, (_, l) => t.slice(l * L * D, (l + 1) * L * D));
+        caches.push({ length: L, k: perLayer(o.k.data), v: perLayer(o.v.data), out: o.out.data });
+      }
+      const st = await createSession(runtime, step);
+      const got = await st.run({ h: f32(concat(hs), [hs.length, H]), ...padCaches(caches) });
+      prompts.forEach((prompt, b) => {
+        const want = ref.expertStep(EXPERT, hs[b], ref.expertPrefill(EXPERT, prompt));
+        expect(maxAbsDiff(rowOf(got.y.data, b), want), `row ${b}`).toBeLessThanOrEqual(tol);
+      });
+      await pre.release();
+      await st.release();
+    });
+
+    it('stateless equals prefill then step for each of 3 padded rows', async () => {
+      const { ref, stateless } = setup(scheme);
+      const tokens = prompts.flatMap((p) => [...p, ...Array<number>(P - p.length).fill(0)]);
+      const s = await createSession(runtime, stateless);
+      const got = await s.run({
+        tokens: i64(tokens, [prompts.length, P]),
+        prompt_len: i64(LENGTHS),
+        h: f32(concat(hs), [hs.length, H]),
+      });
+      expect(got.y.dims).toEqual([hs.length, H]);
+      prompts.forEach((prompt, b) => {
+        const want = ref.expertStep(EXPERT, hs[b], ref.expertPrefill(EXPERT, prompt));
+        expect(maxAbsDiff(rowOf(got.y.data, b), want), `row ${b}`).toBeLessThanOrEqual(tol);
+      });
+      await s.release();
+    });
+  });
+
+  it('a stateless row does not depend on its padding or on the other rows', async () => {
+    const { stateless } = setup('f32');
+    const s = await createSession(runtime, stateless);
+    const run = (pad: number, rows: number[]) =>
+      s.run({
+        tokens: i64(
+          rows.flatMap((b) => [...prompts[b], ...Array<number>(P - prompts[b].length).fill(pad)]),
+          [rows.length, P],
+        ),
+        prompt_len: i64(rows.map((b) => LENGTHS[b])),
+        h: f32(concat(rows.map((b) => hs[b])), [rows.length, H]),
+      });
+    const alone = await run(0, [1]);
+    const batched = await run(255, [2, 1, 0]);
+    expect(maxAbsDiff(alone.y.data, rowOf(batched.y.data, 1))).toBeLessThanOrEqual(F32_TOL);
+    await s.release();
+  });
+});
+
+describe('ORT session options for int8 graphs', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-onnx-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** accuracy_level of every MatMulNBits node ORT put into its optimized copy of the prefill graph. */
+  async function fusedAccuracyLevels(extra: Record<string, unknown>): Promise<number[]> {
+    const path = join(dir, `opt-${JSON.stringify(extra).replace(/\W/g, '')}.onnx`);
+    const { prefill } = setup('int8');
+    const s = await createSession('onnxruntime-node', prefill, {
+      ...PARITY_SESSION_OPTIONS,
+      extra,
+      optimizedModelFilePath: path,
+    });
+    await s.release();
+    const m = onnxProto.onnx.ModelProto.decode(new Uint8Array(readFileSync(path)));
+    return (
+      (m.graph?.node ?? [])
+        .filter((n) => n.opType === 'MatMulNBits')
+        // an absent attribute means 0, MatMulNBits's default
+        .map((n) => Number(n.attribute?.find((a) => a.name === 'accuracy_level')?.i ?? 0))
+    );
+  }
+
+  it('ORT by default fuses DequantizeLinear→MatMul into int8-activation MatMulNBits (level 4)', async () => {
+    const levels = await fusedAccuracyLevels({});
+    expect(levels.length).toBeGreaterThan(0);
+    expect(new Set(levels)).toEqual(new Set([4]));
+  });
+
+  it('the parity options keep the fused kernels in float32 (level 0) and within INT8_TOL', async () => {
+    const levels = await fusedAccuracyLevels(PARITY_SESSION_OPTIONS.extra!);
+    expect(levels.length).toBeGreaterThan(0);
+    expect(new Set(levels)).toEqual(new Set([0]));
+    const { ref, prefill } = setup('int8');
+    const s = await createSession('onnxruntime-node', prefill);
+    const got = await s.run({ tokens: i64(prompts[2]) });
+    expect(maxAbsDiff(got.out.data, ref.expertPrefill(EXPERT, prompts[2]).out)).toBeLessThanOrEqual(INT8_TOL);
+    await s.release();
+  });
+});
+
+describe('r1-seed sized expert step', () => {
+  it('builds, declares its interface and runs once with B=2, P=8 on onnxruntime-node', async () => {
+    const big = preset('r1-seed');
+    const p = initRandom(big, 3, (s) => s.tier === 'expert-shared' || s.expert === 0);
+    const model = buildExpertStep(weightSourceFromParams(big, p, 'int8'), 0);
+    const sum = graphSummary(model);
+    const bigH = big.controller.hidden;
+    const bigD = big.experts.width;
+    const bigLayers = big.experts.layers;
+    expect(sum.inputs.map((i) => [i.name, i.dims])).toEqual([
+      ['h', ['B', bigH]],
+      ['past_k', [bigLayers, 'B', 'P', bigD]],
+      ['past_v', [bigLayers, 'B', 'P', bigD]],
+      ['prompt_len', ['B']],
+    ]);
+    const B = 2;
+    const Pb = 8;
+    const r = new Rng(8);
+    const s = await createSession('onnxruntime-node', model);
+    const got = await s.run({
+      h: f32(
+        Array.from({ length: B * bigH }, () => Math.tanh(r.normal())),
+        [B, bigH],
+      ),
+      past_k: f32(
+        Array.from({ length: bigLayers * B * Pb * bigD }, () => r.normal()),
+        [bigLayers, B, Pb, bigD],
+      ),
+      past_v: f32(
+        Array.from({ length: bigLayers * B * Pb * bigD }, () => r.normal()),
+        [bigLayers, B, Pb, bigD],
+      ),
+      prompt_len: i64([3, 8]),
+    });
+    await s.release();
+    expect(got.y.dims).toEqual([B, bigH]);
+    expect(got.y.data.every(Number.isFinite)).toBe(true);
+    // Rows with different inputs must differ (a broken batch layout tends to repeat one row).
+    expect(maxAbsDiff(rowOf(got.y.data, 0, bigH), rowOf(got.y.data, 1, bigH))).toBeGreaterThan(0);
+  });
+});
