@@ -1,4 +1,4 @@
-import { crc32 as zlibCrc32 } from 'node:zlib';
+import * as zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../random.ts';
 import { crc32, crc32Hex } from './crc32.ts';
@@ -12,6 +12,9 @@ function bitwiseCrc32(bytes: Uint8Array): number {
   }
   return (c ^ 0xffffffff) >>> 0;
 }
+
+// zlib.crc32 exists from Node 20.15 (this repo runs 20.20) but @types/node 20.9 does not declare it.
+const zlibCrc32 = (zlib as unknown as { crc32: (data: Uint8Array, value?: number) => number }).crc32;
 
 function randomBytes(n: number, seed: number): Uint8Array {
   const rng = new Rng(seed);

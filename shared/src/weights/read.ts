@@ -78,7 +78,7 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 /** The header length field is a u64; headers past this size are refused as safetensors does. */
 const MAX_HEADER_BYTES = 100_000_000;
 
-export function readWeights(input: Uint8Array | ArrayBuffer, opts: ReadOptions = {}): WeightsFile {
+export function readWeights(input: Uint8Array | ArrayBufferLike, opts: ReadOptions = {}): WeightsFile {
   assertLittleEndian();
   const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
   const verify = opts.verify ?? true;
