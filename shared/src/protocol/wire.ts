@@ -2,7 +2,7 @@
 // and f16/f32 vectors. The reader checks every length before touching the DataView, so truncation is reported
 // by field name instead of leaking a RangeError.
 import { ProtocolError } from './errors.ts';
-import { F16_OVERFLOW_THRESHOLD, f16DecodeTable, f32BitsToF16Bits } from './f16.ts';
+import { F16_OVERFLOW_THRESHOLD, f16DecodeTable, f32ArrayToF16Bits } from './f16.ts';
 
 export type WireDtype = 'f16' | 'f32';
 
@@ -220,8 +220,12 @@ export class Writer {
     const dv = this.dv;
     let o = this.offset;
     if (dtype === 'f16') {
-      const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-      for (let i = 0; i < bits.length; i++, o += 2) dv.setUint16(o, f32BitsToF16Bits(bits[i]), true);
+      const half = f32ArrayToF16Bits(values);
+      const out = this.bytes;
+      for (let i = 0; i < half.length; i++, o += 2) {
+        out[o] = half[i] & 0xff;
+        out[o + 1] = half[i] >>> 8;
+      }
     } else {
       for (let i = 0; i < values.length; i++, o += 4) dv.setFloat32(o, values[i], true);
     }
