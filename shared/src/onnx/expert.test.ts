@@ -69,11 +69,15 @@ function setup(scheme: 'f32' | 'int8'): Setup {
   return s;
 }
 
-/** Row caches as past_k/past_v [layers, B, P, D]; positions past each prompt hold junk the mask must hide. */
-function padCaches(caches: { k: Float32Array[]; v: Float32Array[]; length: number }[]): Record<string, Feed> {
+/**
+ * Row caches as past_k/past_v [layers, B, P, D]; positions past each prompt hold junk the mask must hide.
+ * D is the cache rows' width, layers their count.
+ */
+function padCaches(caches: PromptCache[], P: number, D: number): Record<string, Feed> {
   const B = caches.length;
+  const layers = caches[0].k.length;
   const junk = new Rng(99);
-  const pack = (pick: (c: (typeof caches)[number], l: number) => Float32Array) => {
+  const pack = (pick: (c: PromptCache, l: number) => Float32Array) => {
     const out = Float32Array.from({ length: layers * B * P * D }, () => 3 * junk.normal());
     for (let l = 0; l < layers; l++)
       caches.forEach((c, b) => out.set(pick(c, l).subarray(0, c.length * D), (l * B + b) * P * D));
@@ -114,7 +118,7 @@ describe.each(RUNTIMES)('expert graphs in %s', (runtime) => {
       const { ref, step } = setup(scheme);
       const caches = prompts.map((p) => ref.expertPrefill(EXPERT, p));
       const s = await createSession(runtime, step);
-      const got = await s.run({ h: f32(concat(hs), [hs.length, H]), ...padCaches(caches) });
+      const got = await s.run({ h: f32(concat(hs), [hs.length, H]), ...padCaches(caches, P, D) });
       expect(got.y.dims).toEqual([hs.length, H]);
       caches.forEach((cache, b) => {
         const want = ref.expertStep(EXPERT, hs[b], cache);
@@ -137,7 +141,7 @@ describe.each(RUNTIMES)('expert graphs in %s', (runtime) => {
         caches.push({ length: L, k: perLayer(o.k.data), v: perLayer(o.v.data), out: o.out.data });
       }
       const st = await createSession(runtime, step);
-      const got = await st.run({ h: f32(concat(hs), [hs.length, H]), ...padCaches(caches) });
+      const got = await st.run({ h: f32(concat(hs), [hs.length, H]), ...padCaches(caches, P, D) });
       prompts.forEach((prompt, b) => {
         const want = ref.expertStep(EXPERT, hs[b], ref.expertPrefill(EXPERT, prompt));
         expect(maxAbsDiff(rowOf(got.y.data, b), want), `row ${b}`).toBeLessThanOrEqual(tol);
@@ -162,6 +166,29 @@ describe.each(RUNTIMES)('expert graphs in %s', (runtime) => {
       });
       await s.release();
     });
+  });
+
+  it('prefill takes the longest prompt (Lmax tokens, every prompt position)', async () => {
+    const { ref, prefill } = setup('f32');
+    const prompt = Array.from({ length: cfg.experts.max_prompt }, (_, i) => (i * 7) % cfg.vocab);
+    const s = await createSession(runtime, prefill);
+    const got = await s.run({ tokens: i64(prompt) });
+    expect(maxAbsDiff(got.out.data, ref.expertPrefill(EXPERT, prompt).out)).toBeLessThanOrEqual(F32_TOL);
+    await s.release();
+  });
+
+  it('step and stateless take the smallest batch: B=1, P=1', async () => {
+    const { ref, step, stateless } = setup('f32');
+    const cache = ref.expertPrefill(EXPERT, prompts[0]);
+    const want = ref.expertStep(EXPERT, hs[0], cache);
+    const st = await createSession(runtime, step);
+    const a = await st.run({ h: f32(hs[0], [1, H]), ...padCaches([cache], 1, D) });
+    expect(maxAbsDiff(a.y.data, want)).toBeLessThanOrEqual(F32_TOL);
+    const sl = await createSession(runtime, stateless);
+    const b = await sl.run({ tokens: i64(prompts[0], [1, 1]), prompt_len: i64([1]), h: f32(hs[0], [1, H]) });
+    expect(maxAbsDiff(b.y.data, want)).toBeLessThanOrEqual(F32_TOL);
+    await st.release();
+    await sl.release();
   });
 
   it('a stateless row does not depend on its padding or on the other rows', async () => {
@@ -225,43 +252,44 @@ describe('ORT session options for int8 graphs', () => {
 });
 
 describe('r1-seed sized expert step', () => {
-  it('builds, declares its interface and runs once with B=2, P=8 on onnxruntime-node', async () => {
+  it('builds, runs with B=2, P=8 on onnxruntime-node and matches the reference', async () => {
     const big = preset('r1-seed');
     const p = initRandom(big, 3, (s) => s.tier === 'expert-shared' || s.expert === 0);
-    const model = buildExpertStep(weightSourceFromParams(big, p, 'int8'), 0);
-    const sum = graphSummary(model);
+    const src = weightSourceFromParams(big, p, 'int8');
+    const model = buildExpertStep(src, 0);
     const bigH = big.controller.hidden;
     const bigD = big.experts.width;
     const bigLayers = big.experts.layers;
-    expect(sum.inputs.map((i) => [i.name, i.dims])).toEqual([
+    expect(graphSummary(model).inputs.map((i) => [i.name, i.dims])).toEqual([
       ['h', ['B', bigH]],
       ['past_k', [bigLayers, 'B', 'P', bigD]],
       ['past_v', [bigLayers, 'B', 'P', bigD]],
       ['prompt_len', ['B']],
     ]);
-    const B = 2;
-    const Pb = 8;
+    const ref = new ReferenceModel(big, dequantizedParams(src, p.keys()), 'experts');
     const r = new Rng(8);
+    const rows = [3, 8].map((n) => ({
+      cache: ref.expertPrefill(
+        0,
+        Array.from({ length: n }, () => Math.floor(r.next() * big.vocab)),
+      ),
+      h: Float32Array.from({ length: bigH }, () => Math.tanh(r.normal())),
+    }));
     const s = await createSession('onnxruntime-node', model);
     const got = await s.run({
-      h: f32(
-        Array.from({ length: B * bigH }, () => Math.tanh(r.normal())),
-        [B, bigH],
+      h: f32(concat(rows.map((x) => x.h)), [rows.length, bigH]),
+      ...padCaches(
+        rows.map((x) => x.cache),
+        8,
+        bigD,
       ),
-      past_k: f32(
-        Array.from({ length: bigLayers * B * Pb * bigD }, () => r.normal()),
-        [bigLayers, B, Pb, bigD],
-      ),
-      past_v: f32(
-        Array.from({ length: bigLayers * B * Pb * bigD }, () => r.normal()),
-        [bigLayers, B, Pb, bigD],
-      ),
-      prompt_len: i64([3, 8]),
     });
     await s.release();
-    expect(got.y.dims).toEqual([B, bigH]);
+    expect(got.y.dims).toEqual([rows.length, bigH]);
     expect(got.y.data.every(Number.isFinite)).toBe(true);
-    // Rows with different inputs must differ (a broken batch layout tends to repeat one row).
-    expect(maxAbsDiff(rowOf(got.y.data, 0, bigH), rowOf(got.y.data, 1, bigH))).toBeGreaterThan(0);
+    rows.forEach((x, b) => {
+      const want = ref.expertStep(0, x.h, x.cache);
+      expect(maxAbsDiff(rowOf(got.y.data, b, bigH), want), `row ${b}`).toBeLessThanOrEqual(INT8_TOL);
+    });
   });
 });
