@@ -4,9 +4,9 @@ import { paramSpecs, type ParamSpec } from '../params.ts';
 import { quantize24 } from '../quant.ts';
 import {
   check24Index,
-  checkScheme,
+  checkTensorScheme,
   defaultScheme,
-  entrySpecs,
+  storedEntrySpecs,
   normalizeShard,
   shardSpecs,
   WeightsError,
@@ -25,28 +25,28 @@ function catchError(f: () => unknown): WeightsError {
   throw new Error('expected a WeightsError, none was thrown');
 }
 
-describe('entrySpecs', () => {
+describe('storedEntrySpecs', () => {
   const w = spec(tiny, 'lstm.w_ih'); // [256, 112]
   it('stores f32 as one F32 entry of the logical shape', () => {
-    expect(entrySpecs(w, 'f32')).toEqual([
+    expect(storedEntrySpecs(w, 'f32')).toEqual([
       { name: 'lstm.w_ih', tensor: 'lstm.w_ih', role: 'f32', dtype: 'F32', shape: [256, 112] },
     ]);
   });
   it('stores int8 as I8 values plus one F32 scale per row', () => {
-    expect(entrySpecs(w, 'int8').map((e) => [e.name, e.dtype, e.shape])).toEqual([
+    expect(storedEntrySpecs(w, 'int8').map((e) => [e.name, e.dtype, e.shape])).toEqual([
       ['lstm.w_ih', 'I8', [256, 112]],
       ['lstm.w_ih.scale', 'F32', [256]],
     ]);
   });
   it('stores 2:4 as half the values, a nibble per group, and the scales', () => {
-    expect(entrySpecs(w, 'int8-2:4').map((e) => [e.name, e.dtype, e.shape])).toEqual([
+    expect(storedEntrySpecs(w, 'int8-2:4').map((e) => [e.name, e.dtype, e.shape])).toEqual([
       ['lstm.w_ih', 'I8', [256, 56]],
       ['lstm.w_ih.idx', 'U8', [256, 14]],
       ['lstm.w_ih.scale', 'F32', [256]],
     ]);
     // 12 columns = 3 groups: the position bytes round up to 2 per row.
     const odd: ParamSpec = { ...w, shape: [5, 12] };
-    expect(entrySpecs(odd, 'int8-2:4')[1].shape).toEqual([5, 2]);
+    expect(storedEntrySpecs(odd, 'int8-2:4')[1].shape).toEqual([5, 2]);
   });
 });
 
@@ -85,27 +85,27 @@ describe('defaultScheme', () => {
   });
 });
 
-describe('checkScheme', () => {
+describe('checkTensorScheme', () => {
   it('refuses to quantize a vector', () => {
-    const e = catchError(() => checkScheme(spec(tiny, 'gate.b'), 'int8'));
+    const e = catchError(() => checkTensorScheme(spec(tiny, 'gate.b'), 'int8'));
     expect(e.tensor).toBe('gate.b');
     expect(e.message).toMatch(/expected f32.*found int8/);
   });
   it('refuses 2:4 when the input dimension is not a multiple of 4', () => {
     const s: ParamSpec = { ...spec(tiny, 'gate.w'), shape: [4, 66] };
-    const e = catchError(() => checkScheme(s, 'int8-2:4'));
+    const e = catchError(() => checkTensorScheme(s, 'int8-2:4'));
     expect(e.message).toContain('divisible by 4');
     expect(e.message).toContain('[4, 66]');
   });
   it('refuses unknown schemes', () => {
-    const e = catchError(() => checkScheme(spec(tiny, 'gate.w'), 'fp8'));
+    const e = catchError(() => checkTensorScheme(spec(tiny, 'gate.w'), 'fp8'));
     expect(e.message).toContain('"fp8"');
     expect(e.message).toContain('f32, int8, int8-2:4');
   });
   it('accepts every scheme the format allows', () => {
     for (const s of ['f32', 'int8', 'int8-2:4'])
-      expect(() => checkScheme(spec(tiny, 'gate.w'), s)).not.toThrow();
-    expect(() => checkScheme(spec(tiny, 'gate.b'), 'f32')).not.toThrow();
+      expect(() => checkTensorScheme(spec(tiny, 'gate.w'), s)).not.toThrow();
+    expect(() => checkTensorScheme(spec(tiny, 'gate.b'), 'f32')).not.toThrow();
   });
 });
 

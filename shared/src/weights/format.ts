@@ -4,12 +4,12 @@ import { ConfigError, parseConfig, type ModelConfig } from '../config.ts';
 import { numel, paramSpecs, type ParamSpec } from '../params.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../quant.ts';
 
-export const FORMAT_ID = 'switchyard.rru-moe';
-export const FORMAT_VERSION = 1;
-export const SUPPORTED_FORMAT_VERSIONS: readonly number[] = [FORMAT_VERSION];
+export const WEIGHTS_FORMAT_ID = 'switchyard.rru-moe';
+export const WEIGHTS_FORMAT_VERSION = 1;
+export const SUPPORTED_WEIGHTS_VERSIONS: readonly number[] = [WEIGHTS_FORMAT_VERSION];
 
 /** The data section starts at a multiple of this, so every F32 entry can be viewed in place. */
-export const DATA_ALIGNMENT = 8;
+export const WEIGHTS_DATA_ALIGNMENT = 8;
 
 export class WeightsError extends Error {
   override name = 'WeightsError';
@@ -24,30 +24,30 @@ export class WeightsError extends Error {
 }
 
 /** The safetensors dtypes this format uses. */
-export type Dtype = 'F32' | 'I8' | 'U8';
-export const DTYPE_SIZE: Readonly<Record<Dtype, number>> = { F32: 4, I8: 1, U8: 1 };
-export const DTYPES = Object.keys(DTYPE_SIZE) as Dtype[];
+export type StoredDtype = 'F32' | 'I8' | 'U8';
+export const STORED_DTYPE_SIZE: Readonly<Record<StoredDtype, number>> = { F32: 4, I8: 1, U8: 1 };
+export const STORED_DTYPES = Object.keys(STORED_DTYPE_SIZE) as StoredDtype[];
 
 /** What a stored entry holds for its logical tensor. */
-export type EntryRole = 'f32' | 'q' | 'idx' | 'scale';
+export type StoredEntryRole = 'f32' | 'q' | 'idx' | 'scale';
 
 /** One safetensors entry as the format requires it. */
-export interface EntrySpec {
+export interface StoredEntrySpec {
   /** The safetensors key. */
   name: string;
   /** The logical tensor (paramSpecs name) it belongs to. */
   tensor: string;
-  role: EntryRole;
-  dtype: Dtype;
+  role: StoredEntryRole;
+  dtype: StoredDtype;
   shape: number[];
 }
 
 /** The entries a logical tensor is stored as, in canonical order. */
-export function entrySpecs(spec: ParamSpec, scheme: QuantScheme): EntrySpec[] {
+export function storedEntrySpecs(spec: ParamSpec, scheme: QuantScheme): StoredEntrySpec[] {
   const { name, shape } = spec;
   if (scheme === 'f32') return [{ name, tensor: name, role: 'f32', dtype: 'F32', shape: [...shape] }];
   const [rows, cols] = shape;
-  const scale: EntrySpec = {
+  const scale: StoredEntrySpec = {
     name: `${name}.scale`,
     tensor: name,
     role: 'scale',
@@ -62,10 +62,10 @@ export function entrySpecs(spec: ParamSpec, scheme: QuantScheme): EntrySpec[] {
   ];
 }
 
-export const entryBytes = (e: { dtype: Dtype; shape: readonly number[] }) =>
-  numel(e.shape) * DTYPE_SIZE[e.dtype];
+export const entryBytes = (e: { dtype: StoredDtype; shape: readonly number[] }) =>
+  numel(e.shape) * STORED_DTYPE_SIZE[e.dtype];
 
-export const LOOKUP_TABLES: readonly string[] = ['tok_embed', 'experts.embed', 'experts.pos'];
+export const LOOKUP_TABLE_TENSORS: readonly string[] = ['tok_embed', 'experts.embed', 'experts.pos'];
 
 /**
  * A per-tensor scheme chooser. 'int8' quantizes every matrix; 'int8-2:4' also prunes every matrix whose
@@ -79,13 +79,13 @@ export function defaultScheme(kind: QuantScheme): (spec: ParamSpec) => QuantSche
     );
   return (spec) => {
     if (kind === 'f32' || spec.kind !== 'matrix') return 'f32';
-    if (kind === 'int8' || LOOKUP_TABLES.includes(spec.name) || spec.shape[1] % 4 !== 0) return 'int8';
+    if (kind === 'int8' || LOOKUP_TABLE_TENSORS.includes(spec.name) || spec.shape[1] % 4 !== 0) return 'int8';
     return 'int8-2:4';
   };
 }
 
 /** Throws unless `scheme` is a scheme this tensor may be stored with. */
-export function checkScheme(spec: ParamSpec, scheme: unknown): asserts scheme is QuantScheme {
+export function checkTensorScheme(spec: ParamSpec, scheme: unknown): asserts scheme is QuantScheme {
   const t = `tensor "${spec.name}"`;
   if (!QUANT_SCHEMES.includes(scheme as QuantScheme))
     throw new WeightsError(

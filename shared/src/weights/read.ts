@@ -8,21 +8,21 @@ import {
   assertLittleEndian,
   check24Index,
   checkConfig,
-  checkScheme,
-  DTYPE_SIZE,
-  DTYPES,
+  checkTensorScheme,
+  STORED_DTYPE_SIZE,
+  STORED_DTYPES,
   entryBytes,
-  entrySpecs,
-  FORMAT_ID,
+  storedEntrySpecs,
+  WEIGHTS_FORMAT_ID,
   listNames,
   normalizeShard,
   shapeText,
   shardSpecs,
   show,
-  SUPPORTED_FORMAT_VERSIONS,
+  SUPPORTED_WEIGHTS_VERSIONS,
   WeightsError,
-  type Dtype,
-  type EntryRole,
+  type StoredDtype,
+  type StoredEntryRole,
   type ShardInfo,
 } from './format.ts';
 
@@ -36,8 +36,8 @@ export interface StoredEntry {
   name: string;
   /** The logical tensor it belongs to. */
   tensor: string;
-  role: EntryRole;
-  dtype: Dtype;
+  role: StoredEntryRole;
+  dtype: StoredDtype;
   shape: number[];
   /** data_offsets as in the header: relative to the first byte after the header. */
   begin: number;
@@ -120,7 +120,7 @@ export function readWeights(input: Uint8Array | ArrayBufferLike, opts: ReadOptio
   const meta = h.__metadata__;
   if (meta === null || typeof meta !== 'object' || Array.isArray(meta))
     throw new WeightsError(
-      `header.__metadata__: expected an object of strings with format "${FORMAT_ID}", found ${show(meta)} (not a Switchyard weights file)`,
+      `header.__metadata__: expected an object of strings with format "${WEIGHTS_FORMAT_ID}", found ${show(meta)} (not a Switchyard weights file)`,
     );
   for (const [k, v] of Object.entries(meta))
     if (typeof v !== 'string')
@@ -128,15 +128,15 @@ export function readWeights(input: Uint8Array | ArrayBufferLike, opts: ReadOptio
         `metadata.${k}: expected a string (safetensors metadata is string→string), found ${show(v)}`,
       );
   const metadata = meta as Record<string, string>;
-  if (metadata.format !== FORMAT_ID)
+  if (metadata.format !== WEIGHTS_FORMAT_ID)
     throw new WeightsError(
-      `metadata.format: expected "${FORMAT_ID}", found ${show(metadata.format)} (not a Switchyard weights file)`,
+      `metadata.format: expected "${WEIGHTS_FORMAT_ID}", found ${show(metadata.format)} (not a Switchyard weights file)`,
     );
-  const supported = SUPPORTED_FORMAT_VERSIONS.map((v) => `"${v}"`).join(', ');
+  const supported = SUPPORTED_WEIGHTS_VERSIONS.map((v) => `"${v}"`).join(', ');
   const formatVersion = /^[0-9]+$/.test(metadata.format_version ?? '')
     ? Number(metadata.format_version)
     : NaN;
-  if (!SUPPORTED_FORMAT_VERSIONS.includes(formatVersion))
+  if (!SUPPORTED_WEIGHTS_VERSIONS.includes(formatVersion))
     throw new WeightsError(
       `metadata.format_version: expected one of ${supported} (the versions this reader supports), found ${show(metadata.format_version)}`,
     );
@@ -167,9 +167,9 @@ export function readWeights(input: Uint8Array | ArrayBufferLike, opts: ReadOptio
         `tensor "${spec.name}": metadata.quantization expected its scheme (one of f32, int8, int8-2:4), found nothing`,
         spec.name,
       );
-    checkScheme(spec, scheme);
+    checkTensorScheme(spec, scheme);
     schemes.set(spec.name, scheme);
-    return entrySpecs(spec, scheme);
+    return storedEntrySpecs(spec, scheme);
   });
   const expectedNames = new Set(expected.map((e) => e.name));
   const unknown = Object.keys(h).filter((k) => k !== '__metadata__' && !expectedNames.has(k));
@@ -201,7 +201,7 @@ export function readWeights(input: Uint8Array | ArrayBufferLike, opts: ReadOptio
     const { dtype, shape, data_offsets: off } = raw as Record<string, unknown>;
     if (dtype !== e.dtype)
       throw new WeightsError(
-        `${t}: dtype: expected ${e.dtype} (scheme ${schemes.get(e.tensor)}; this format uses ${DTYPES.join(', ')}), found ${show(dtype)}`,
+        `${t}: dtype: expected ${e.dtype} (scheme ${schemes.get(e.tensor)}; this format uses ${STORED_DTYPES.join(', ')}), found ${show(dtype)}`,
         e.name,
       );
     if (!Array.isArray(shape) || !shape.every(isCount))
@@ -219,7 +219,7 @@ export function readWeights(input: Uint8Array | ArrayBufferLike, opts: ReadOptio
     const [begin, end] = off as number[];
     if (end - begin !== entryBytes(e))
       throw new WeightsError(
-        `${t}: data_offsets [${begin}, ${end}]: expected ${entryBytes(e)} bytes (shape ${shapeText(e.shape)} × ${DTYPE_SIZE[e.dtype]}-byte ${e.dtype}), found ${end - begin}`,
+        `${t}: data_offsets [${begin}, ${end}]: expected ${entryBytes(e)} bytes (shape ${shapeText(e.shape)} × ${STORED_DTYPE_SIZE[e.dtype]}-byte ${e.dtype}), found ${end - begin}`,
         e.name,
       );
     const checksum = checksums[e.name];

@@ -7,20 +7,20 @@ import { crc32Hex } from './crc32.ts';
 import {
   check24Index,
   checkConfig,
-  checkScheme,
-  DATA_ALIGNMENT,
+  checkTensorScheme,
+  WEIGHTS_DATA_ALIGNMENT,
   defaultScheme,
-  DTYPE_SIZE,
+  STORED_DTYPE_SIZE,
   entryBytes,
-  entrySpecs,
-  FORMAT_ID,
-  FORMAT_VERSION,
+  storedEntrySpecs,
+  WEIGHTS_FORMAT_ID,
+  WEIGHTS_FORMAT_VERSION,
   listNames,
   normalizeShard,
   shapeText,
   shardSpecs,
   WeightsError,
-  type EntrySpec,
+  type StoredEntrySpec,
   type ShardInfo,
   type ShardInput,
 } from './format.ts';
@@ -60,7 +60,7 @@ export function writeWeights(config: ModelConfig, params: ParamMap, opts: WriteO
         spec.name,
       );
     const scheme = choose(spec);
-    checkScheme(spec, scheme);
+    checkTensorScheme(spec, scheme);
     stored.set(spec.name, quantizeAs(t, scheme));
   }
   return writeStored(cfg, stored, shard);
@@ -78,7 +78,7 @@ export function writeStored(
   const cfg = checkConfig(config, 'config');
   const sh = normalizeShard(cfg, shard);
   rejectUnknown(cfg, stored.keys(), 'stored tensors');
-  const entries: { spec: EntrySpec; bytes: Uint8Array }[] = [];
+  const entries: { spec: StoredEntrySpec; bytes: Uint8Array }[] = [];
   const quantization: Record<string, QuantScheme> = {};
   for (const spec of shardSpecs(cfg, sh)) {
     const t = stored.get(spec.name);
@@ -87,11 +87,11 @@ export function writeStored(
         `tensor "${spec.name}": expected shape ${shapeText(spec.shape)} in the stored tensors (shard "${sh.kind}"), found no such tensor`,
         spec.name,
       );
-    checkScheme(spec, t.scheme);
+    checkTensorScheme(spec, t.scheme);
     checkShape(spec, t.shape, 'stored tensors');
     quantization[spec.name] = t.scheme;
     const arrays = storedArrays(t);
-    for (const e of entrySpecs(spec, t.scheme)) {
+    for (const e of storedEntrySpecs(spec, t.scheme)) {
       const a = arrays[e.role]!;
       const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
       if (bytes.length !== entryBytes(e))
@@ -108,7 +108,7 @@ export function writeStored(
 
 function storedArrays(
   t: StoredTensor,
-): Partial<Record<EntrySpec['role'], Float32Array | Int8Array | Uint8Array>> {
+): Partial<Record<StoredEntrySpec['role'], Float32Array | Int8Array | Uint8Array>> {
   if (t.scheme === 'f32') return { f32: t.data };
   if (t.scheme === 'int8') return { q: t.q, scale: t.scale };
   return { q: t.q, idx: t.idx, scale: t.scale };
@@ -138,19 +138,19 @@ function assemble(
   config: ModelConfig,
   shard: ShardInfo,
   quantization: Record<string, QuantScheme>,
-  entries: { spec: EntrySpec; bytes: Uint8Array }[],
+  entries: { spec: StoredEntrySpec; bytes: Uint8Array }[],
 ): Uint8Array {
   // Larger elements first: the data section starts 8-aligned and every F32 entry is a multiple of 4
   // bytes long, so all F32 offsets stay 4-aligned; 1-byte entries need no alignment. No padding, no holes.
   const ordered = entries
     .map((e, i) => ({ ...e, i }))
-    .sort((a, b) => DTYPE_SIZE[b.spec.dtype] - DTYPE_SIZE[a.spec.dtype] || a.i - b.i);
+    .sort((a, b) => STORED_DTYPE_SIZE[b.spec.dtype] - STORED_DTYPE_SIZE[a.spec.dtype] || a.i - b.i);
   const checksums: Record<string, string> = {};
   for (const e of entries) checksums[e.spec.name] = crc32Hex(e.bytes);
   const header: Record<string, unknown> = {
     __metadata__: {
-      format: FORMAT_ID,
-      format_version: String(FORMAT_VERSION),
+      format: WEIGHTS_FORMAT_ID,
+      format_version: String(WEIGHTS_FORMAT_VERSION),
       config: JSON.stringify(config),
       quantization: JSON.stringify(quantization),
       checksums: JSON.stringify(checksums),
@@ -167,7 +167,8 @@ function assemble(
     offset += e.bytes.length;
   }
   const json = encoder.encode(JSON.stringify(header));
-  const pad = (DATA_ALIGNMENT - ((8 + json.length) % DATA_ALIGNMENT)) % DATA_ALIGNMENT;
+  const pad =
+    (WEIGHTS_DATA_ALIGNMENT - ((8 + json.length) % WEIGHTS_DATA_ALIGNMENT)) % WEIGHTS_DATA_ALIGNMENT;
   const headerLen = json.length + pad;
   const out = new Uint8Array(8 + headerLen + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerLen), true);
