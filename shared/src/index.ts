@@ -13,3 +13,4 @@ export * from './digest.ts';
 export * from './generate.ts';
 export * from './quant.ts';
 export * from './onnx/index.ts';
+export * from './protocol/index.ts';
