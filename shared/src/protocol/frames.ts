@@ -80,10 +80,10 @@ export const StepResponseFlag = {
  * deployment-specific use.
  */
 export const WireErrorCode = {
-  /** The frame did not decode (the message is the decoder's ProtocolError message). */
+  /** The frame did not decode, or broke the tier's DecodeLimits (the message is the ProtocolError message). */
   BadFrame: 1,
-  /** The frame decoded but cannot be served: an expert the tier does not host, the wrong H, a digest that does
-   * not match the tokens. */
+  /** The frame decoded but cannot be served: an expert this tier does not host, tokens that do not match the
+   * digest. */
   InvalidRequest: 2,
   /** The tier is over capacity; retry later. */
   Overloaded: 3,
