@@ -202,8 +202,7 @@ function readHeaderFields(bytes: Uint8Array): { r: Reader; header: FrameHeader }
     }
   }
   const r = new Reader(bytes, 'frame header');
-  r.need(MAGIC_BYTES.length, 'magic');
-  r.bytesCopy(MAGIC_BYTES.length, 'magic');
+  r.skip(MAGIC_BYTES.length, 'magic');
   const version = r.u16('version');
   if (!SUPPORTED_PROTOCOL_VERSIONS.includes(version))
     throw new ProtocolError(

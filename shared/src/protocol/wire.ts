@@ -97,6 +97,11 @@ export class Reader {
     return v;
   }
 
+  skip(n: number, field: string): void {
+    this.need(n, field);
+    this.off += n;
+  }
+
   /** A copy, so the decoded frame does not pin (or alias) the caller's receive buffer. */
   bytesCopy(n: number, field: string): Uint8Array {
     this.need(n, field);
