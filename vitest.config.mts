@@ -1,5 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
+// One project per tier; the edge's workerd project lives in edge/vitest.config.mts (its own pool).
 export default defineConfig({
   test: {
     projects: [
@@ -13,10 +14,28 @@ export default defineConfig({
       },
       {
         test: {
+          name: 'wasm',
+          include: ['wasm/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: 'gpu-backend',
+          include: ['gpu-backend/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        test: {
           name: 'integration',
           include: ['test/**/*.test.ts'],
           environment: 'node',
-          testTimeout: 120_000,
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
         },
       },
     ],
