@@ -225,6 +225,38 @@ function tensorFailure(bytes: Uint8Array, tensor: string, opts?: { verify?: bool
   return e.message;
 }
 
+describe('readWeights: other valid safetensors layouts', () => {
+  it('reads a file with an unpadded header and the entries in reverse order, copying where unaligned', () => {
+    const { header, data } = parse(files['int8-2:4']);
+    const names = Object.keys(header).filter((k) => k !== '__metadata__');
+    names.sort((a, b) => header[b].data_offsets[0] - header[a].data_offsets[0]);
+    const pieces: Uint8Array[] = [];
+    const out: Record<string, unknown> = { __metadata__: header.__metadata__ };
+    let at = 0;
+    for (const n of names) {
+      const [b, e] = header[n].data_offsets;
+      pieces.push(data.subarray(b, e));
+      out[n] = { ...header[n], data_offsets: [at, at + e - b] };
+      at += e - b;
+    }
+    let json = new TextEncoder().encode(JSON.stringify(out));
+    if ((8 + json.length) % 4 === 0) json = new TextEncoder().encode(JSON.stringify(out) + ' ');
+    const file = new Uint8Array(8 + json.length + at);
+    new DataView(file.buffer).setBigUint64(0, BigInt(json.length), true);
+    file.set(json, 8);
+    let w = 8 + json.length;
+    for (const p of pieces) {
+      file.set(p, w);
+      w += p.length;
+    }
+    const f = readWeights(file);
+    const ref = readWeights(files['int8-2:4']);
+    expect(f.entries.map((e) => e.name)).toEqual(names);
+    expect(f.entries.some((e) => e.dtype === 'F32' && e.offset % 4 !== 0)).toBe(true);
+    for (const s of specs) expectSame(f.tensor(s.name).data, ref.tensor(s.name).data, s.name);
+  });
+});
+
 describe('readWeights: errors', () => {
   const file = files.int8;
   const { header, dataStart } = parse(file);
