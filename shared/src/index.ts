@@ -13,4 +13,6 @@ export * from './digest.ts';
 export * from './generate.ts';
 export * from './quant.ts';
 export * from './onnx/index.ts';
+export * from './golden.ts';
+export * from './weights/index.ts';
 export * from './protocol/index.ts';
