@@ -1,0 +1,51 @@
+// What every benchmark shares: a readable table on stdout, JSON under bench/results/, and robust statistics.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const RESULTS_DIR = new URL('./results/', import.meta.url).pathname;
+
+export function printTable(title: string, columns: string[], rows: (string | number)[][]): void {
+  const cells = rows.map((r) => r.map((c) => (typeof c === 'number' ? fmt(c) : c)));
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => String(r[i] ?? '').length)));
+  const line = (r: string[]) => '| ' + r.map((c, i) => String(c ?? '').padEnd(widths[i])).join(' | ') + ' |';
+  console.log(`\n${title}\n${line(columns)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const r of cells) console.log(line(r));
+}
+
+export function fmt(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  const a = Math.abs(n);
+  if (a >= 100) return n.toFixed(0);
+  if (a >= 10) return n.toFixed(1);
+  if (a >= 1) return n.toFixed(2);
+  return n.toPrecision(3);
+}
+
+export function writeResult(name: string, result: unknown): string {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const path = join(RESULTS_DIR, `${name}.json`);
+  writeFileSync(path, JSON.stringify({ name, date: new Date().toISOString(), machine: machine(), result }, null, 2) + '\n');
+  return path;
+}
+
+function machine() {
+  return { node: process.version, platform: process.platform, arch: process.arch };
+}
+
+export function quantile(xs: number[], q: number): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))];
+}
+
+/** Median of `reps` timed runs of fn after `warm` untimed ones, in milliseconds. */
+export async function timeMedian(fn: () => unknown, reps = 7, warm = 2): Promise<number> {
+  for (let i = 0; i < warm; i++) await fn();
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await fn();
+    ts.push(performance.now() - t0);
+  }
+  return quantile(ts, 0.5);
+}
