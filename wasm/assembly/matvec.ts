@@ -37,9 +37,12 @@ let xStep: f64 = 0;
 function absMax(x: usize, n: i32): f32 {
   let m = f32x4.splat(0);
   let i = 0;
-  for (; i + 4 <= n; i += 4) m = f32x4.max(m, f32x4.abs(v128.load(x + (<usize>i << 2))));
-  let s = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
-  for (; i < n; i++) s = max(s, abs(load<f32>(x + (<usize>i << 2))));
+  for (; i + 4 <= n; i += 4) m = f32x4.max(m, f32x4.abs(v128.load(x + ((<usize>i) << 2))));
+  let s = max(
+    max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)),
+    max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)),
+  );
+  for (; i < n; i++) s = max(s, abs(load<f32>(x + ((<usize>i) << 2))));
   return s;
 }
 
@@ -65,9 +68,11 @@ function quantScale(x: usize, n: i32, range: i32): v128 {
   return f32x4(<f32>c1, c2, 0, 0);
 }
 
-@inline
 function scaleLanes(v: v128, c: v128): v128 {
-  return f32x4.mul(f32x4.mul(v, f32x4.splat(f32x4.extract_lane(c, 0))), f32x4.splat(f32x4.extract_lane(c, 1)));
+  return f32x4.mul(
+    f32x4.mul(v, f32x4.splat(f32x4.extract_lane(c, 0))),
+    f32x4.splat(f32x4.extract_lane(c, 1)),
+  );
 }
 
 /** xq[0..nPad) = int16 round(x / xStep), zero past n. */
@@ -77,15 +82,19 @@ export function quantizeX16(x: usize, n: i32, nPad: i32, range: i32, xq: usize):
   const c2 = f32x4.splat(f32x4.extract_lane(c, 1));
   let i = 0;
   for (; i + 8 <= n; i += 8) {
-    const a = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(f32x4.mul(v128.load(x + (<usize>i << 2)), c1), c2)));
-    const b = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(f32x4.mul(v128.load(x + (<usize>i << 2), 16), c1), c2)));
-    v128.store(xq + (<usize>i << 1), i16x8.narrow_i32x4_s(a, b));
+    const a = i32x4.trunc_sat_f32x4_s(
+      f32x4.nearest(f32x4.mul(f32x4.mul(v128.load(x + ((<usize>i) << 2)), c1), c2)),
+    );
+    const b = i32x4.trunc_sat_f32x4_s(
+      f32x4.nearest(f32x4.mul(f32x4.mul(v128.load(x + ((<usize>i) << 2), 16), c1), c2)),
+    );
+    v128.store(xq + ((<usize>i) << 1), i16x8.narrow_i32x4_s(a, b));
   }
   for (; i < n; i++) {
-    const v = f32x4.extract_lane(scaleLanes(f32x4.splat(load<f32>(x + (<usize>i << 2))), c), 0);
-    store<i16>(xq + (<usize>i << 1), <i16>(<i32>nearest(v)));
+    const v = f32x4.extract_lane(scaleLanes(f32x4.splat(load<f32>(x + ((<usize>i) << 2))), c), 0);
+    store<i16>(xq + ((<usize>i) << 1), <i16>(<i32>nearest(v)));
   }
-  for (; i < nPad; i++) store<i16>(xq + (<usize>i << 1), 0);
+  for (; i < nPad; i++) store<i16>(xq + ((<usize>i) << 1), 0);
 }
 
 /**
@@ -95,7 +104,7 @@ export function quantizeX16(x: usize, n: i32, nPad: i32, range: i32, xq: usize):
 export function quantizeX14(x: usize, n: i32, nPad: i32, hi: usize, lo: usize): void {
   const c = quantScale(x, n, 8191);
   for (let i = 0; i < n; i++) {
-    const v = f32x4.extract_lane(scaleLanes(f32x4.splat(load<f32>(x + (<usize>i << 2))), c), 0);
+    const v = f32x4.extract_lane(scaleLanes(f32x4.splat(load<f32>(x + ((<usize>i) << 2))), c), 0);
     const u = <i32>nearest(v) + 8192;
     store<u8>(hi + <usize>i, <u8>(u >> 7));
     store<u8>(lo + <usize>i, <u8>(u & 127));
@@ -109,16 +118,14 @@ export function quantizeX14(x: usize, n: i32, nPad: i32, hi: usize, lo: usize): 
 // ---------------------------------------------------------------- finishing rows
 
 /** y[r] = f32(dot·xStep·scale[r] + b[r]) in f64, so that neither tiny nor huge scales lose range on the way. */
-@inline
 function finishRow(desc: usize, y: usize, r: i32, dot: f64): void {
-  const scale = <f64>load<f32>(load<usize>(desc + D_SCALE) + (<usize>r << 2));
+  const scale = <f64>load<f32>(load<usize>(desc + D_SCALE) + ((<usize>r) << 2));
   const bias = load<usize>(desc + D_BIAS);
   let v = dot * xStep * scale;
-  if (bias != 0) v += <f64>load<f32>(bias + (<usize>r << 2));
-  store<f32>(y + (<usize>r << 2), <f32>v);
+  if (bias != 0) v += <f64>load<f32>(bias + ((<usize>r) << 2));
+  store<f32>(y + ((<usize>r) << 2), <f32>v);
 }
 
-@inline
 function finish4(desc: usize, y: usize, r: i32, rows: i32, s: v128): void {
   if (r < rows) finishRow(desc, y, r, <f64>i32x4.extract_lane(s, 0));
   if (r + 1 < rows) finishRow(desc, y, r + 1, <f64>i32x4.extract_lane(s, 1));
@@ -127,14 +134,12 @@ function finish4(desc: usize, y: usize, r: i32, rows: i32, s: v128): void {
 }
 
 /** Lane i of the result = the horizontal sum of a_i. */
-@inline
 function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
   const s01 = i32x4.add(i32x4.shuffle(a0, a1, 0, 4, 1, 5), i32x4.shuffle(a0, a1, 2, 6, 3, 7));
   const s23 = i32x4.add(i32x4.shuffle(a2, a3, 0, 4, 1, 5), i32x4.shuffle(a2, a3, 2, 6, 3, 7));
   return i32x4.add(i32x4.shuffle(s01, s23, 0, 1, 4, 5), i32x4.shuffle(s01, s23, 2, 3, 6, 7));
 }
 
-@inline
 function hsum4f(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
   const s01 = f32x4.add(i32x4.shuffle(a0, a1, 0, 4, 1, 5), i32x4.shuffle(a0, a1, 2, 6, 3, 7));
   const s23 = f32x4.add(i32x4.shuffle(a2, a3, 0, 4, 1, 5), i32x4.shuffle(a2, a3, 2, 6, 3, 7));
@@ -151,10 +156,10 @@ function int8Fast(desc: usize, x: usize, y: usize): void {
   const rowsPad = load<i32>(desc + D_ROWS_PAD);
   const colsPad = load<i32>(desc + D_COLS_PAD);
   const m = mark();
-  const xq = scratch(<usize>colsPad << 1);
+  const xq = scratch((<usize>colsPad) << 1);
   quantizeX16(x, cols, colsPad, quant_range(colsPad), xq);
   let w = load<usize>(desc + D_W);
-  const blockBytes = <usize>colsPad << 2;
+  const blockBytes = (<usize>colsPad) << 2;
   for (let r = 0; r < rowsPad; r += 4) {
     let a0 = i32x4.splat(0);
     let a1 = i32x4.splat(0);
@@ -165,10 +170,22 @@ function int8Fast(desc: usize, x: usize, y: usize): void {
     while (w < end) {
       const x0 = v128.load(xp);
       const x1 = v128.load(xp, 16);
-      a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 0), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 8), x1)));
-      a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 16), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 24), x1)));
-      a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 32), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 40), x1)));
-      a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 48), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 56), x1)));
+      a0 = i32x4.add(
+        a0,
+        i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 0), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 8), x1)),
+      );
+      a1 = i32x4.add(
+        a1,
+        i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 16), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 24), x1)),
+      );
+      a2 = i32x4.add(
+        a2,
+        i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 32), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 40), x1)),
+      );
+      a3 = i32x4.add(
+        a3,
+        i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 48), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 56), x1)),
+      );
       w += 64;
       xp += 32;
     }
@@ -186,7 +203,7 @@ function int8Exact(desc: usize, x: usize, y: usize): void {
   const m = mark();
   const xp0 = padX(x, cols, colsPad);
   let w = load<usize>(desc + D_W);
-  const blockBytes = <usize>colsPad << 2;
+  const blockBytes = (<usize>colsPad) << 2;
   xStep = 1;
   for (let r = 0; r < rowsPad; r += 4) {
     let a0 = f32x4.splat(0);
@@ -216,7 +233,6 @@ function int8Exact(desc: usize, x: usize, y: usize): void {
   release(m);
 }
 
-@inline
 function dequantDot(acc: v128, v: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const lo = i16x8.extend_low_i8x16_s(v);
   const hi = i16x8.extend_high_i8x16_s(v);
@@ -228,9 +244,9 @@ function dequantDot(acc: v128, v: v128, x0: v128, x1: v128, x2: v128, x3: v128):
 
 /** A copy of x in scratch, zero-padded to nPad floats, so that the kernels need no column tail. */
 function padX(x: usize, n: i32, nPad: i32): usize {
-  const p = scratch(<usize>nPad << 2);
-  memory.copy(p, x, <usize>n << 2);
-  memory.fill(p + (<usize>n << 2), 0, <usize>(nPad - n) << 2);
+  const p = scratch((<usize>nPad) << 2);
+  memory.copy(p, x, (<usize>n) << 2);
+  memory.fill(p + ((<usize>n) << 2), 0, (<usize>(nPad - n)) << 2);
   return p;
 }
 
@@ -239,7 +255,6 @@ function padX(x: usize, n: i32, nPad: i32): usize {
  * relaxed_dot_i8x16_i7x16_add_s because V8 11.3's baseline compiler (Node 20) miscompiles the fused form
  * (the accumulator is lost); TurboFan and the unfused form are right.
  */
-@inline
 function dot7(acc: v128, w: v128, x: v128): v128 {
   return i32x4.add(acc, i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(w, x)));
 }
@@ -257,7 +272,7 @@ function int8RelaxedDot(desc: usize, x: usize, y: usize): void {
     const lo = scratch(<usize>colsPad);
     quantizeX14(x, cols, colsPad, hi, lo);
     let w = load<usize>(desc + D_W);
-    const blockBytes = <usize>colsPad << 2;
+    const blockBytes = (<usize>colsPad) << 2;
     for (let r = 0; r < rowsPad; r += 4) {
       let h0 = i32x4.splat(0);
       let h1 = i32x4.splat(0);
@@ -291,9 +306,8 @@ function int8RelaxedDot(desc: usize, x: usize, y: usize): void {
       let sl = hsum4(l0, l1, l2, l3);
       for (let i = 0; i < 4; i++) {
         if (r + i >= rows) break;
-        const zs = <f64>load<i32>(rowSum + (<usize>(r + i) << 2));
-        const dot =
-          128 * <f64>i32x4.extract_lane(sh, 0) + <f64>i32x4.extract_lane(sl, 0) - 8192 * zs;
+        const zs = <f64>load<i32>(rowSum + ((<usize>(r + i)) << 2));
+        const dot = 128 * <f64>i32x4.extract_lane(sh, 0) + <f64>i32x4.extract_lane(sl, 0) - 8192 * zs;
         // extract_lane needs a constant lane: rotate the next row into lane 0.
         finishRow(desc, y, r + i, dot);
         sh = i32x4.shuffle(sh, sh, 1, 2, 3, 0);
@@ -308,7 +322,6 @@ function int8RelaxedDot(desc: usize, x: usize, y: usize): void {
 
 // ---------------------------------------------------------------- 2:4 int8
 
-@inline
 function swizzle(t: v128, s: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i8x16.relaxed_swizzle(t, s);
   return i8x16.swizzle(t, s);
@@ -324,7 +337,7 @@ function int8Sparse(desc: usize, x: usize, y: usize): void {
   const rowsPad = load<i32>(desc + D_ROWS_PAD);
   const colsPad = load<i32>(desc + D_COLS_PAD);
   const m = mark();
-  const xq = scratch(<usize>colsPad << 1);
+  const xq = scratch((<usize>colsPad) << 1);
   quantizeX16(x, cols, colsPad, quant_range(colsPad), xq);
   let w = load<usize>(desc + D_W);
   const blockBytes = <usize>colsPad * 12; // colsPad/4 groups × 48 bytes
@@ -362,7 +375,7 @@ function f32MatVec(desc: usize, x: usize, y: usize): void {
   const m = mark();
   const xp = padX(x, cols, colsPad);
   const w = load<usize>(desc + D_W);
-  const stride = <usize>colsPad << 2;
+  const stride = (<usize>colsPad) << 2;
   for (let r = 0; r < rowsPad; r += 4) {
     let a0 = f32x4.splat(0);
     let a1 = f32x4.splat(0);
@@ -392,8 +405,8 @@ function f32MatVec(desc: usize, x: usize, y: usize): void {
     for (let i = 0; i < 4; i++) {
       if (r + i >= rows) break;
       let v = <f64>f32x4.extract_lane(s, 0);
-      if (bias != 0) v += <f64>load<f32>(bias + (<usize>(r + i) << 2));
-      store<f32>(y + (<usize>(r + i) << 2), <f32>v);
+      if (bias != 0) v += <f64>load<f32>(bias + ((<usize>(r + i)) << 2));
+      store<f32>(y + ((<usize>(r + i)) << 2), <f32>v);
       s = i32x4.shuffle(s, s, 1, 2, 3, 0);
     }
   }

@@ -3,7 +3,6 @@
 
 let top: usize = 0;
 
-@inline
 function base(): usize {
   return (__heap_base + 15) & ~(<usize>15);
 }

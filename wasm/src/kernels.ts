@@ -149,7 +149,11 @@ const RELAXED_PROBE = new Uint8Array([
 
 /** Whether this engine accepts relaxed-SIMD instructions (Node 20 needs --experimental-wasm-relaxed-simd). */
 export function relaxedSimdSupported(): boolean {
-  return WebAssembly.validate(RELAXED_PROBE);
+  try {
+    return WebAssembly.validate(RELAXED_PROBE);
+  } catch {
+    return false; // an embedder that forbids handling wasm bytes at run time
+  }
 }
 
 async function compile(src: WasmSource): Promise<WebAssembly.Module> {
@@ -164,12 +168,14 @@ export async function createKernels(sources: KernelSources, options: KernelOptio
       `flavor: expected one of auto, ${SIMD_FLAVORS.join(', ')}, found ${String(want)}`,
     );
   let flavor: SimdFlavor = 'simd';
-  if (want === 'relaxed-simd' || (want === 'auto' && sources.relaxed && relaxedSimdSupported())) {
+  // A relaxed module the embedder already compiled (a workerd CompiledWasm import) proves support.
+  const relaxedUsable = () => sources.relaxed instanceof WebAssembly.Module || relaxedSimdSupported();
+  if (want === 'relaxed-simd' || (want === 'auto' && sources.relaxed && relaxedUsable())) {
     if (!sources.relaxed)
       throw new WasmKernelError(
         'flavor relaxed-simd: expected sources.relaxed (kernels-relaxed.wasm), found none',
       );
-    if (!relaxedSimdSupported())
+    if (!relaxedUsable())
       throw new WasmKernelError(
         'flavor relaxed-simd: this engine does not validate relaxed-SIMD code; use flavor simd or auto',
       );
