@@ -12,14 +12,7 @@ export default defineConfig({
           testTimeout: 60_000,
         },
       },
-      {
-        test: {
-          name: 'wasm',
-          include: ['wasm/**/*.test.ts'],
-          environment: 'node',
-          testTimeout: 60_000,
-        },
-      },
+      'wasm/vitest.config.mts',
       {
         test: {
           name: 'gpu-backend',
