@@ -1,0 +1,135 @@
+// What a turn reports while it runs, from the generation loop (in the Worker or a SessionActor) to the code
+// that renders OpenAI responses. Between a SessionActor and the Worker the events travel as NDJSON bytes.
+import type { ApiErrorData } from './errors.ts';
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  completion_tokens_details: { reasoning_tokens: number };
+}
+
+/** One step of the routing trace (the `switchyard` extension field). */
+export interface TraceStep {
+  index: number;
+  token: number;
+  phase: 'think' | 'answer';
+  forced: boolean;
+  experts: number[];
+  gates: number[];
+  logits_checksum: number;
+}
+
+export interface StartEvent {
+  type: 'start';
+  id: string;
+  created: number;
+  model: string;
+  promptTokens: number;
+  /** Messages dropped from the front to fit the model's prompt limit. */
+  droppedMessages: number;
+  seed: number;
+  sessionId?: string;
+  /** Set when a SessionActor continues an interrupted turn: the steps it already had. */
+  resumedAt?: number;
+}
+
+export interface DeltaEvent {
+  type: 'delta';
+  reasoning: string;
+  content: string;
+  step?: TraceStep;
+}
+
+export interface DoneEvent {
+  type: 'done';
+  finish: 'stop' | 'length';
+  usage: Usage;
+  reasoning: string;
+  content: string;
+}
+
+export interface ErrorEvent {
+  type: 'error';
+  error: ApiErrorData;
+}
+
+export type TurnEvent = StartEvent | DeltaEvent | DoneEvent | ErrorEvent;
+
+/** A queue of events with an async iterator; push never blocks (a turn must not wait on a slow client). */
+export class EventChannel implements AsyncIterable<TurnEvent> {
+  private readonly queue: TurnEvent[] = [];
+  private waiting: ((v: IteratorResult<TurnEvent>) => void) | null = null;
+  private ended = false;
+
+  push(e: TurnEvent): void {
+    if (this.ended) return;
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = null;
+      w({ value: e, done: false });
+    } else this.queue.push(e);
+  }
+
+  end(): void {
+    this.ended = true;
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = null;
+      w({ value: undefined, done: true });
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<TurnEvent> {
+    return {
+      next: () => {
+        const e = this.queue.shift();
+        if (e) return Promise.resolve({ value: e, done: false });
+        if (this.ended) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => (this.waiting = resolve));
+      },
+    };
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** Events → NDJSON bytes (what a SessionActor returns over RPC). */
+export function eventsToNdjson(events: AsyncIterable<TurnEvent>): ReadableStream<Uint8Array> {
+  const it = events[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const r = await it.next();
+      if (r.done) controller.close();
+      else controller.enqueue(encoder.encode(JSON.stringify(r.value) + '\n'));
+    },
+  });
+}
+
+/** NDJSON bytes → events. */
+export async function* ndjsonToEvents(stream: ReadableStream<Uint8Array>): AsyncGenerator<TurnEvent> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line) yield JSON.parse(line) as TurnEvent;
+    }
+  }
+  buf += decoder.decode();
+  if (buf.trim()) yield JSON.parse(buf) as TurnEvent;
+}
+
+/** A finished exchange as events, for results that are not streamed (errors before anything ran). */
+export function errorEvents(error: ApiErrorData): AsyncIterable<TurnEvent> {
+  const ch = new EventChannel();
+  ch.push({ type: 'error', error });
+  ch.end();
+  return ch;
+}

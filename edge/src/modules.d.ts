@@ -1,0 +1,4 @@
+declare module '*.safetensors' {
+  const bytes: ArrayBuffer;
+  export default bytes;
+}

@@ -1,0 +1,44 @@
+// Routes and actors inside workerd (vitest-pool-workers), with the Worker's own wrangler.toml. Tests see the
+// API keys below; the expert tier is swapped for an in-process one by test-utils.ts (the real GPU tier is
+// exercised by the integration tests in test/edge-*.test.ts).
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
+import { defineConfig } from 'vitest/config';
+
+// The repository root, so that modules outside edge/ (shared's golden files) load as Data modules too.
+const root = fileURLToPath(new URL('..', import.meta.url));
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+export const TEST_KEYS = {
+  alice: 'sk-test-alice',
+  bob: 'sk-test-bob',
+  limited: 'sk-test-limited',
+};
+
+export default defineConfig({
+  root,
+  plugins: [
+    cloudflareTest({
+      wrangler: { configPath: fileURLToPath(new URL('../wrangler.toml', import.meta.url)) },
+      miniflare: {
+        bindings: {
+          API_KEYS: JSON.stringify([
+            { sha256: sha256(TEST_KEYS.alice), tenant: 'alice' },
+            { sha256: sha256(TEST_KEYS.bob), tenant: 'bob' },
+            { sha256: sha256(TEST_KEYS.limited), tenant: 'limited', rpm: 6, burst: 2 },
+          ]),
+          EXPERT_SHARDS: JSON.stringify([{ url: 'http://expert-tier.invalid', experts: '0-3' }]),
+          MAX_BODY_BYTES: '65536',
+        },
+        r2Buckets: ['WEIGHTS'],
+      },
+    }),
+  ],
+  test: {
+    name: 'edge',
+    root,
+    include: ['edge/src/**/*.test.ts'],
+    testTimeout: 30_000,
+  },
+});
