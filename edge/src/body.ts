@@ -47,7 +47,7 @@ export async function readBodyBytes(request: Request, maxBytes: number): Promise
     if (done) break;
     total += value.byteLength;
     if (total > maxBytes) {
-      await reader.cancel().catch(() => {});
+      reader.releaseLock();
       throw new PayloadTooLargeError(`request body: expected at most ${maxBytes} bytes, found more`);
     }
     chunks.push(value);

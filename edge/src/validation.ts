@@ -56,6 +56,11 @@ const extension = z
   })
   .strict();
 
+const stopString = z
+  .string()
+  .min(1, 'expected a non-empty string')
+  .max(MAX_STOP_CHARS, `expected at most ${MAX_STOP_CHARS} characters`);
+
 const tokensLimit = z
   .number({ error: 'expected a number' })
   .int('expected an integer')
@@ -89,8 +94,8 @@ const sampling = {
   stop: z
     .union(
       [
-        z.string().min(1).max(MAX_STOP_CHARS),
-        z.array(z.string().min(1).max(MAX_STOP_CHARS)).max(MAX_STOP_SEQUENCES),
+        stopString,
+        z.array(stopString).max(MAX_STOP_SEQUENCES, `expected at most ${MAX_STOP_SEQUENCES} stop sequences`),
         z.null(),
       ],
       {
