@@ -176,7 +176,7 @@ describe('POST /v1/chat/completions, streamed (SSE)', () => {
       .map((c) => c.choices[0]?.delta?.content ?? '')
       .join('');
     expect(content).toBe(g.answer_text.slice(0, g.answer_text.indexOf(stopAt)));
-    expect(events.at(-2).choices[0].finish_reason).toBe('stop');
+    expect(events.at(-2)!.choices[0].finish_reason).toBe('stop');
   });
 
   it('answers 503 before streaming when the first step fails', async () => {

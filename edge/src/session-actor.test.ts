@@ -220,8 +220,8 @@ describe('sessions', () => {
       .map((c) => c.choices[0]?.delta?.content ?? '')
       .join('');
     expect(text).toBe(multi.turns[0].answer_text);
-    expect(events.at(-3).switchyard.session_id).toBe(id);
-    expect(events.at(-2).usage.completion_tokens).toBe(multi.turns[0].tokens.length);
+    expect(events.at(-3)!.switchyard.session_id).toBe(id);
+    expect(events.at(-2)!.usage.completion_tokens).toBe(multi.turns[0].tokens.length);
   });
 
   it('hides a session from every other tenant (404, as if it did not exist)', async () => {

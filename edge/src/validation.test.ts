@@ -277,7 +277,7 @@ async function send(body: Case['body'], headers: Record<string, string> = {}): P
   const raw = typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body);
   return api('/v1/chat/completions', {
     method: 'POST',
-    body: raw,
+    body: raw as BodyInit,
     headers: { 'content-type': 'application/json', ...headers },
   });
 }

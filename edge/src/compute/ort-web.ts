@@ -1,0 +1,245 @@
+// The edge step in onnxruntime-web: shared's controller and head graphs (shared/src/onnx/edge.ts) built
+// from the edge weights and run by ORT's single-threaded wasm build. The STM read and the LTM code stay
+// outside the graphs, in plain TypeScript with the reference's own math.
+//
+// Loading inside workerd (DESIGN.md §5): compiling wasm at run time is forbidden and import.meta.url is
+// undefined there, so ORT's .wasm comes in compiled (a CompiledWasm module, passed in by the caller) and
+// WebAssembly.instantiate is wrapped for the duration of the first session's creation so that ORT's
+// instantiate call receives that module instead of bytes. The first session must be created inside a request.
+//
+// This file does not import the .wasm itself (Node cannot import one), so Node tests can pass a module they
+// compiled; backends.ts passes the bundled one.
+import type {
+  ControllerOutput,
+  ControllerState,
+  EdgeComputeBackend,
+  HeadOutput,
+  SparseCode,
+} from '@switchyard/shared/interfaces';
+import { dot, matVec, softmax, topK } from '@switchyard/shared/math';
+import { buildEdgeController, buildEdgeHead } from '@switchyard/shared/onnx/edge';
+import type { WeightSource } from '@switchyard/shared/onnx/weights';
+import { dequantize } from '@switchyard/shared/quant';
+import type { WeightsFile } from '@switchyard/shared/weights/index';
+import * as ort from 'onnxruntime-web/wasm';
+
+export class OrtWebComputeError extends Error {
+  override name = 'OrtWebComputeError';
+}
+
+/**
+ * Every graph optimization, but ORT's DequantizeLinear→MatMul→MatMulNBits rewrite computes in float32
+ * (accuracy level 0) instead of its default level 4, which quantizes the activations to int8 too.
+ */
+export const ORT_WEB_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
+  executionProviders: ['wasm'],
+  graphOptimizationLevel: 'all',
+  intraOpNumThreads: 1,
+  extra: { session: { qdq_matmulnbits_accuracy_level: '0' } },
+};
+
+// What ORT is told its wasm binary is: recognisable bytes that the instantiate wrapper swaps for the module.
+// A valid empty module, so that anything else handed these bytes would still get a sane answer.
+const PLACEHOLDER = new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+
+function isPlaceholder(src: unknown): boolean {
+  const bytes =
+    src instanceof ArrayBuffer
+      ? new Uint8Array(src)
+      : ArrayBuffer.isView(src)
+        ? new Uint8Array(src.buffer, src.byteOffset, src.byteLength)
+        : null;
+  return bytes !== null && bytes.length === PLACEHOLDER.length && bytes.every((b, i) => b === PLACEHOLDER[i]);
+}
+
+let runtime: { module: WebAssembly.Module; ready: Promise<void> } | null = null;
+
+/**
+ * Starts ORT's wasm runtime on `module` (once per isolate; a different module afterwards is an error, ORT
+ * cannot be restarted). Resolves when the runtime is up.
+ */
+function startRuntime(module: WebAssembly.Module): Promise<void> {
+  if (runtime) {
+    if (runtime.module !== module)
+      throw new OrtWebComputeError(
+        'onnxruntime-web: expected the wasm module the runtime was started with, found another one (ORT starts once per isolate)',
+      );
+    return runtime.ready;
+  }
+  ort.env.wasm.numThreads = 1; // no threads in Workers; the threaded build runs single-threaded
+  ort.env.wasm.proxy = false;
+  ort.env.wasm.wasmBinary = PLACEHOLDER;
+  const ready = (async () => {
+    const original = WebAssembly.instantiate;
+    const wrapped = (src: unknown, imports?: WebAssembly.Imports): Promise<unknown> =>
+      isPlaceholder(src)
+        ? original(module, imports).then((instance) => ({ instance, module }))
+        : (original as (s: unknown, i?: WebAssembly.Imports) => Promise<unknown>)(src, imports);
+    WebAssembly.instantiate = wrapped as typeof WebAssembly.instantiate;
+    try {
+      // Any session starts the runtime; a one-node graph keeps it cheap.
+      const probe = await ort.InferenceSession.create(identityModel(), ORT_WEB_SESSION_OPTIONS);
+      await probe.release();
+    } finally {
+      WebAssembly.instantiate = original;
+    }
+  })();
+  runtime = { module, ready };
+  ready.catch(() => {
+    if (runtime?.ready === ready) runtime = null;
+  });
+  return ready;
+}
+
+/** An ONNX model with one Identity node on a float [1] input: just enough to start the runtime. */
+function identityModel(): Uint8Array {
+  // Hand-encoded protobuf: ModelProto{ir_version 8, opset_import{version 13}, graph{node Identity x→y,
+  // name "g", input x, output y}}, both values float32 [1].
+  const str = (field: number, s: string) => [(field << 3) | 2, s.length, ...new TextEncoder().encode(s)];
+  const msg = (field: number, body: number[]) => [(field << 3) | 2, body.length, ...body];
+  const valueInfo = (field: number, name: string) =>
+    msg(field, [...str(1, name), ...msg(2, msg(1, [0x08, 0x01, ...msg(2, msg(1, [0x08, 0x01]))]))]);
+  const node = msg(1, [...str(1, 'x'), ...str(2, 'y'), ...str(4, 'Identity')]);
+  const graph = msg(7, [...node, ...str(2, 'g'), ...valueInfo(11, 'x'), ...valueInfo(12, 'y')]);
+  return new Uint8Array([0x08, 0x08, ...graph, ...msg(8, [0x10, 0x0d])]);
+}
+
+/** The file's tensors as the ONNX builders want them. */
+export function weightSource(file: WeightsFile): WeightSource {
+  return { config: file.config, get: (name) => file.stored(name) };
+}
+
+function f32(data: Float32Array, dims: number[]): ort.Tensor {
+  return new ort.Tensor('float32', data, dims);
+}
+
+function output(out: ort.InferenceSession.OnnxValueMapType, name: string, n: number): Float32Array {
+  const t = out[name];
+  if (!t || t.type !== 'float32' || t.size !== n)
+    throw new OrtWebComputeError(
+      `ORT output "${name}": expected float32 with ${n} elements, found ${t ? `${t.type} with ${t.size}` : 'none'}`,
+    );
+  return t.data as Float32Array;
+}
+
+export class OrtWebCompute implements EdgeComputeBackend {
+  readonly name = 'ort-web';
+  private readonly V: number;
+  private readonly H: number;
+  private readonly S: number;
+  private readonly E: number;
+  private readonly C: number;
+  private readonly slots: number;
+  private readonly active: number;
+  private readonly wRq: Float32Array; // [S, H], for the STM read
+  private readonly wCode: Float32Array; // [C, H], for the LTM code
+
+  private constructor(
+    file: WeightsFile,
+    private readonly controllerSession: ort.InferenceSession,
+    private readonly headSession: ort.InferenceSession,
+  ) {
+    const cfg = file.config;
+    this.V = cfg.vocab;
+    this.H = cfg.controller.hidden;
+    this.S = cfg.memory.dim;
+    this.E = cfg.experts.count;
+    this.C = cfg.memory.ltm_atoms;
+    this.slots = cfg.memory.stm_slots;
+    this.active = cfg.memory.ltm_active;
+    this.wRq = dequantize(file.stored('memory.w_rq')).data;
+    this.wCode = dequantize(file.stored('memory.w_code')).data;
+  }
+
+  /** Builds both graphs from the file and opens their sessions; starts ORT on `wasm` if not yet running. */
+  static async create(file: WeightsFile, wasm: WebAssembly.Module): Promise<OrtWebCompute> {
+    await startRuntime(wasm);
+    const src = weightSource(file);
+    const controller = await ort.InferenceSession.create(buildEdgeController(src), ORT_WEB_SESSION_OPTIONS);
+    const head = await ort.InferenceSession.create(buildEdgeHead(src), ORT_WEB_SESSION_OPTIONS);
+    return new OrtWebCompute(file, controller, head);
+  }
+
+  private checkState(state: ControllerState): void {
+    const { H, S, slots } = this;
+    const want: Array<[string, number, number]> = [
+      ['h', state.h.length, H],
+      ['c', state.c.length, H],
+      ['m', state.m.length, H],
+      ['stm.keys', state.stm.keys.length, slots * S],
+      ['stm.values', state.stm.values.length, slots * S],
+    ];
+    for (const [what, found, expected] of want)
+      if (found !== expected)
+        throw new OrtWebComputeError(`state.${what}: expected ${expected} elements, found ${found}`);
+    if (!Number.isInteger(state.stm.count) || state.stm.count < 0 || state.stm.count > slots)
+      throw new OrtWebComputeError(
+        `state.stm.count: expected an integer in 0..${slots}, found ${state.stm.count}`,
+      );
+  }
+
+  /** r = Σ_j softmax_j(q·k_j/√S) v_j with q = W_rq h, as the reference computes it; zero while empty. */
+  stmRead(state: ControllerState): Float32Array {
+    const { S, H } = this;
+    const { keys, values, count } = state.stm;
+    const r = new Float32Array(S);
+    if (count === 0) return r;
+    const q = matVec(this.wRq, S, H, state.h); // [S]
+    const scores = new Float64Array(count);
+    for (let j = 0; j < count; j++) scores[j] = dot(q, keys.subarray(j * S, (j + 1) * S)) / Math.sqrt(S);
+    const p = softmax(scores);
+    for (let i = 0; i < S; i++) {
+      let acc = 0;
+      for (let j = 0; j < count; j++) acc += p[j] * values[j * S + i];
+      r[i] = acc;
+    }
+    return r;
+  }
+
+  async controller(state: ControllerState, token: number): Promise<ControllerOutput> {
+    const { H, S, E } = this;
+    if (!Number.isInteger(token) || token < 0 || token >= this.V)
+      throw new OrtWebComputeError(`token: expected an integer in [0, ${this.V}), found ${token}`);
+    this.checkState(state);
+    const out = await this.controllerSession.run({
+      token: new ort.Tensor('int64', BigInt64Array.of(BigInt(token)), [1]),
+      r: f32(this.stmRead(state), [1, S]),
+      m: f32(state.m, [1, H]),
+      h: f32(state.h, [1, H]),
+      c: f32(state.c, [1, H]),
+    });
+    return { h: output(out, 'h_out', H), c: output(out, 'c_out', H), probs: output(out, 'probs', E) };
+  }
+
+  async head(h: Float32Array, m: Float32Array): Promise<HeadOutput> {
+    const { H, S, V } = this;
+    if (h.length !== H || m.length !== H)
+      throw new OrtWebComputeError(`head: expected h and m of ${H} elements, found ${h.length} and ${m.length}`);
+    const out = await this.headSession.run({ h: f32(h, [1, H]), m: f32(m, [1, H]) });
+    return {
+      logits: output(out, 'logits', V),
+      stmKey: output(out, 'stm_key', S),
+      stmValue: output(out, 'stm_value', S),
+    };
+  }
+
+  /** code(h) = the top-a entries of ReLU(W_code h) that are > 0, as the reference computes it. */
+  async ltmCode(h: Float32Array): Promise<SparseCode> {
+    if (h.length !== this.H)
+      throw new OrtWebComputeError(`ltmCode: expected h of ${this.H} elements, found ${h.length}`);
+    const u = matVec(this.wCode, this.C, this.H, h);
+    for (let i = 0; i < u.length; i++) if (u[i] < 0) u[i] = 0;
+    const atoms = topK(u, this.active).filter((i) => u[i] > 0);
+    return { atoms, weights: atoms.map((i) => u[i]) };
+  }
+
+  async release(): Promise<void> {
+    await this.controllerSession.release();
+    await this.headSession.release();
+  }
+}
+
+/** An ort-web edge compute over the file; `wasm` is ORT's ort-wasm-simd-threaded.wasm, compiled. */
+export function createOrtWebCompute(file: WeightsFile, wasm: WebAssembly.Module): Promise<OrtWebCompute> {
+  return OrtWebCompute.create(file, wasm);
+}
