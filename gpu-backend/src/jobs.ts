@@ -1,0 +1,80 @@
+// What the HTTP thread asks an ORT worker to do, and what comes back. Typed arrays travel by structured
+// clone; K/V caches live in SharedArrayBuffers, so a step batch hands the worker views, not copies.
+import type { ComputeMode, Provider } from './config.ts';
+
+export type ResolvedProvider = 'cuda' | 'webgpu' | 'cpu';
+
+export interface WorkerInit {
+  /** The weights file; backed by a SharedArrayBuffer so every worker reads the same bytes. */
+  weights: Uint8Array;
+  experts: number[];
+  provider: Provider;
+  threads: number;
+  compute: ComputeMode;
+}
+
+export type WorkerReady =
+  | { type: 'ready'; provider: ResolvedProvider; fallback?: string }
+  | { type: 'init-failed'; error: { name: string; message: string } };
+
+/** Prefill of one prompt: tokens [L] → per-layer K and V [layers, L, D]. */
+export interface PrefillJob {
+  kind: 'prefill';
+  expert: number;
+  tokens: Int32Array;
+}
+
+export interface PrefillResult {
+  kind: 'prefill';
+  length: number;
+  k: Float32Array;
+  v: Float32Array;
+}
+
+/** One batched step: row b is h[b] over its own cache of `length` positions. */
+export interface StepJob {
+  kind: 'step';
+  expert: number;
+  /** [B, H] */
+  h: Float32Array;
+  rows: { k: Float32Array; v: Float32Array; length: number }[];
+}
+
+export interface StepResult {
+  kind: 'step';
+  /** [B, H] */
+  y: Float32Array;
+}
+
+/** The stateless expert-{e} graph: prefill and step for B padded prompts in one run. */
+export interface StatelessJob {
+  kind: 'stateless';
+  expert: number;
+  /** [B, P] */
+  tokens: BigInt64Array;
+  /** [B] */
+  promptLen: BigInt64Array;
+  /** [B, H] */
+  h: Float32Array;
+  batch: number;
+  width: number;
+}
+
+export interface StatelessResult {
+  kind: 'stateless';
+  y: Float32Array;
+}
+
+export type Job = PrefillJob | StepJob | StatelessJob;
+export type JobResult = PrefillResult | StepResult | StatelessResult;
+export type ResultOf<J extends Job> = Extract<JobResult, { kind: J['kind'] }>;
+
+export type WorkerReply =
+  | { type: 'done'; id: number; result: JobResult; computeUs: number }
+  | { type: 'failed'; id: number; error: { name: string; message: string } };
+
+export interface WorkerRequest {
+  type: 'job';
+  id: number;
+  job: Job;
+}

@@ -1,0 +1,62 @@
+// `switchyard-gpu`: parse the settings, start the server, print the ready line, drain on SIGTERM/SIGINT.
+import { ConfigError, parseOptions, usage } from './config.ts';
+import { startServer } from './server.ts';
+
+/** Runs the server until a signal; resolves to the process exit code (0 clean, 1 failed, 2 bad call). */
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseOptions(argv, env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`switchyard-gpu: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  if (parsed.help) {
+    console.log(usage());
+    return 0;
+  }
+  const o = parsed.options;
+  let server;
+  try {
+    server = await startServer(o);
+  } catch (e) {
+    const err = e as Error;
+    console.error(`switchyard-gpu: ${err.name && err.name !== 'Error' ? `${err.name}: ` : ''}${err.message}`);
+    return 1;
+  }
+  console.log(server.readyLine);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        console.error(`switchyard-gpu: ${signal} again; exiting without waiting`);
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      console.error(`switchyard-gpu: ${signal}: draining (in-flight requests finish, new ones get 503)`);
+      const timer = setTimeout(() => {
+        console.error(`switchyard-gpu: drain took longer than ${o.drainTimeoutMs} ms; exiting`);
+        resolve(1);
+      }, o.drainTimeoutMs);
+      timer.unref();
+      server.close().then(
+        () => {
+          clearTimeout(timer);
+          console.error('switchyard-gpu: stopped');
+          resolve(0);
+        },
+        (e: Error) => {
+          console.error(`switchyard-gpu: shutdown failed: ${e.message}`);
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
