@@ -30,6 +30,10 @@ export default defineConfig({
           ]),
           EXPERT_SHARDS: JSON.stringify([{ url: 'http://expert-tier.invalid', experts: '0-3' }]),
           MAX_BODY_BYTES: '65536',
+          // Route and actor tests compare with the float32 reference bit for bit; the compiled backends have
+          // their own parity tests (compute/*.test.ts) against the golden cases within stated tolerances.
+          COMPUTE_BACKEND: 'reference',
+          LTM_MAX_ENTRIES: '50',
         },
         r2Buckets: ['WEIGHTS'],
       },

@@ -14,6 +14,23 @@ export class MemoryError extends Error {
   override name = 'MemoryError';
 }
 
+/** RPC results carry failures as values: thrown errors lose their class crossing the boundary. */
+export type MemoryResult<T> = { ok: true; value: T } | { ok: false; error: string };
+
+function attempt<T>(fn: () => T): MemoryResult<T> {
+  try {
+    return { ok: true, value: fn() };
+  } catch (e) {
+    if (e instanceof MemoryError) return { ok: false, error: e.message };
+    throw e;
+  }
+}
+
+function unwrap<T>(r: MemoryResult<T>): T {
+  if (!r.ok) throw new MemoryError(r.error);
+  return r.value;
+}
+
 function checkCode(code: SparseCode): void {
   if (
     !code ||
@@ -71,7 +88,11 @@ export class MemoryActor extends DurableObject<Env> {
   }
 
   /** The n best entries for `code` by sparse dot product (entries sharing no atom are never returned). */
-  async query(code: SparseCode, n: number): Promise<LtmEntry[]> {
+  async query(code: SparseCode, n: number): Promise<MemoryResult<LtmEntry[]>> {
+    return attempt(() => this.queryNow(code, n));
+  }
+
+  private queryNow(code: SparseCode, n: number): LtmEntry[] {
     checkCode(code);
     if (!Number.isInteger(n) || n < 0)
       throw new MemoryError(`n: expected a non-negative integer, found ${n}`);
@@ -103,7 +124,11 @@ export class MemoryActor extends DurableObject<Env> {
     }));
   }
 
-  async write(code: SparseCode, entry: LtmEntry): Promise<number> {
+  async write(code: SparseCode, entry: LtmEntry): Promise<MemoryResult<number>> {
+    return attempt(() => this.writeNow(code, entry));
+  }
+
+  private writeNow(code: SparseCode, entry: LtmEntry): number {
     checkCode(code);
     checkVector(entry.key, 'entry.key');
     checkVector(entry.value, 'entry.value');
@@ -176,9 +201,9 @@ export function memoryObjectName(tenantId: string, namespace: string): string {
 export function memoryStore(env: Env, tenantId: string, namespace: string): LtmStore {
   const stub = env.MEMORY.get(env.MEMORY.idFromName(memoryObjectName(tenantId, namespace)));
   return {
-    query: (code, n) => stub.query(code, n),
+    query: async (code, n) => unwrap(await stub.query(code, n)),
     write: async (code, entry) => {
-      await stub.write(code, entry);
+      unwrap(await stub.write(code, entry));
     },
   };
 }
