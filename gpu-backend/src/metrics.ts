@@ -164,10 +164,6 @@ export function serverMetrics(registry = new Registry()) {
       'NEED_PROMPT answers (cache misses without tokens).',
     ),
     prefills: registry.counter('switchyard_gpu_prefills_total', 'Prompt prefills run, by expert.'),
-    overloaded: registry.counter(
-      'switchyard_gpu_overloaded_total',
-      'Requests refused with 429 past the queue limit.',
-    ),
     authFailures: registry.counter(
       'switchyard_gpu_auth_failures_total',
       'Requests refused with 401, by reason.',

@@ -349,7 +349,11 @@ describe('switchyard-gpu server', () => {
   describe('auth', () => {
     const body = encodeDropSession({ sessionId: 'auth-probe' });
     const send = (headers: Record<string, string>) =>
-      fetch(`${server.url}/v1/drop`, { method: 'POST', headers: { ...OCTET, ...headers }, body });
+      fetch(`${server.url}/v1/drop`, {
+        method: 'POST',
+        headers: { ...OCTET, ...headers },
+        body: body as Uint8Array<ArrayBuffer>,
+      });
 
     it('refuses unsigned requests', async () => {
       const res = await send({});
