@@ -1,5 +1,6 @@
 // The edge Worker: the public API, and the Durable Object classes wrangler.toml binds.
 import { createApp } from './app.ts';
+import './compute/backends.ts';
 import type { Env } from './env.ts';
 
 export { SessionActor } from './session-actor.ts';

@@ -52,56 +52,63 @@ function isPlaceholder(src: unknown): boolean {
   return bytes !== null && bytes.length === PLACEHOLDER.length && bytes.every((b, i) => b === PLACEHOLDER[i]);
 }
 
-let runtime: { module: WebAssembly.Module; ready: Promise<void> } | null = null;
+let runtime: { module: WebAssembly.Module; ready: Promise<unknown> } | null = null;
 
 /**
- * Starts ORT's wasm runtime on `module` (once per isolate; a different module afterwards is an error, ORT
- * cannot be restarted). Resolves when the runtime is up.
+ * Creates a session; the first one in the isolate also starts ORT's wasm runtime on `module`, with
+ * WebAssembly.instantiate wrapped meanwhile. Later calls must pass the same module: ORT starts only once.
  */
-function startRuntime(module: WebAssembly.Module): Promise<void> {
+async function createSession(module: WebAssembly.Module, model: Uint8Array): Promise<ort.InferenceSession> {
   if (runtime) {
     if (runtime.module !== module)
       throw new OrtWebComputeError(
         'onnxruntime-web: expected the wasm module the runtime was started with, found another one (ORT starts once per isolate)',
       );
-    return runtime.ready;
+    await runtime.ready;
+    return ort.InferenceSession.create(model, ORT_WEB_SESSION_OPTIONS);
   }
   ort.env.wasm.numThreads = 1; // no threads in Workers; the threaded build runs single-threaded
   ort.env.wasm.proxy = false;
   ort.env.wasm.wasmBinary = PLACEHOLDER;
-  const ready = (async () => {
-    const original = WebAssembly.instantiate;
-    const wrapped = (src: unknown, imports?: WebAssembly.Imports): Promise<unknown> =>
-      isPlaceholder(src)
-        ? original(module, imports).then((instance) => ({ instance, module }))
-        : (original as (s: unknown, i?: WebAssembly.Imports) => Promise<unknown>)(src, imports);
-    WebAssembly.instantiate = wrapped as typeof WebAssembly.instantiate;
-    try {
-      // Any session starts the runtime; a one-node graph keeps it cheap.
-      const probe = await ort.InferenceSession.create(identityModel(), ORT_WEB_SESSION_OPTIONS);
-      await probe.release();
-    } finally {
-      WebAssembly.instantiate = original;
-    }
-  })();
-  runtime = { module, ready };
+  const original = WebAssembly.instantiate;
+  const wrapped = (src: unknown, imports?: WebAssembly.Imports): Promise<unknown> =>
+    isPlaceholder(src)
+      ? original(module, imports).then((instance) => ({ instance, module }))
+      : (original as (s: unknown, i?: WebAssembly.Imports) => Promise<unknown>)(src, imports);
+  WebAssembly.instantiate = wrapped as typeof WebAssembly.instantiate;
+  const session = ort.InferenceSession.create(model, ORT_WEB_SESSION_OPTIONS);
+  const ready = session.finally(() => {
+    WebAssembly.instantiate = original;
+  });
+  const mine = { module, ready };
+  runtime = mine;
   ready.catch(() => {
-    if (runtime?.ready === ready) runtime = null;
+    if (runtime === mine) runtime = null;
   });
   return ready;
 }
 
-/** An ONNX model with one Identity node on a float [1] input: just enough to start the runtime. */
-function identityModel(): Uint8Array {
-  // Hand-encoded protobuf: ModelProto{ir_version 8, opset_import{version 13}, graph{node Identity x→y,
-  // name "g", input x, output y}}, both values float32 [1].
-  const str = (field: number, s: string) => [(field << 3) | 2, s.length, ...new TextEncoder().encode(s)];
-  const msg = (field: number, body: number[]) => [(field << 3) | 2, body.length, ...body];
-  const valueInfo = (field: number, name: string) =>
-    msg(field, [...str(1, name), ...msg(2, msg(1, [0x08, 0x01, ...msg(2, msg(1, [0x08, 0x01]))]))]);
-  const node = msg(1, [...str(1, 'x'), ...str(2, 'y'), ...str(4, 'Identity')]);
-  const graph = msg(7, [...node, ...str(2, 'g'), ...valueInfo(11, 'x'), ...valueInfo(12, 'y')]);
-  return new Uint8Array([0x08, 0x08, ...graph, ...msg(8, [0x10, 0x0d])]);
+type Utf8Write = (this: Uint8Array, s: string, offset?: number, length?: number) => number;
+
+/**
+ * Runs `build` (synchronous ONNX serialization) with Buffer.prototype.utf8Write fixed where needed. Under
+ * nodejs_compat, workerd's utf8Write(string, offset) defaults its length to the whole buffer's and throws for
+ * any offset > 0 (Node defaults to length − offset); protobufjs, inside the ONNX builders, calls it that way
+ * for every string of 40+ characters. Without nodejs_compat (the Worker's own config) there is no Buffer and
+ * protobufjs writes strings itself.
+ */
+function withUtf8WriteFix<T>(build: () => T): T {
+  const proto = (globalThis as { Buffer?: { prototype: { utf8Write?: Utf8Write } } }).Buffer?.prototype;
+  const original = proto?.utf8Write;
+  if (!proto || !original) return build();
+  proto.utf8Write = function (this: Uint8Array, str, offset = 0, length = this.length - offset) {
+    return original.call(this, str, offset, length);
+  };
+  try {
+    return build();
+  } finally {
+    proto.utf8Write = original;
+  }
 }
 
 /** The file's tensors as the ONNX builders want them. */
@@ -153,10 +160,15 @@ export class OrtWebCompute implements EdgeComputeBackend {
 
   /** Builds both graphs from the file and opens their sessions; starts ORT on `wasm` if not yet running. */
   static async create(file: WeightsFile, wasm: WebAssembly.Module): Promise<OrtWebCompute> {
-    await startRuntime(wasm);
     const src = weightSource(file);
-    const controller = await ort.InferenceSession.create(buildEdgeController(src), ORT_WEB_SESSION_OPTIONS);
-    const head = await ort.InferenceSession.create(buildEdgeHead(src), ORT_WEB_SESSION_OPTIONS);
+    const controller = await createSession(
+      wasm,
+      withUtf8WriteFix(() => buildEdgeController(src)),
+    );
+    const head = await createSession(
+      wasm,
+      withUtf8WriteFix(() => buildEdgeHead(src)),
+    );
     return new OrtWebCompute(file, controller, head);
   }
 
@@ -214,7 +226,9 @@ export class OrtWebCompute implements EdgeComputeBackend {
   async head(h: Float32Array, m: Float32Array): Promise<HeadOutput> {
     const { H, S, V } = this;
     if (h.length !== H || m.length !== H)
-      throw new OrtWebComputeError(`head: expected h and m of ${H} elements, found ${h.length} and ${m.length}`);
+      throw new OrtWebComputeError(
+        `head: expected h and m of ${H} elements, found ${h.length} and ${m.length}`,
+      );
     const out = await this.headSession.run({ h: f32(h, [1, H]), m: f32(m, [1, H]) });
     return {
       logits: output(out, 'logits', V),
