@@ -1,0 +1,122 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readWeights, ReferenceModel } from '@switchyard/shared';
+import type { ComputeMode } from './config.ts';
+import { InternalError } from './errors.ts';
+import type { PrefillResult, StatelessResult, StepResult } from './jobs.ts';
+import { WorkerPool } from './worker-pool.ts';
+
+const bytes = readFileSync(new URL('../../shared/golden/tiny-int8.safetensors', import.meta.url));
+const shared = new Uint8Array(new SharedArrayBuffer(bytes.length));
+shared.set(bytes);
+const file = readWeights(shared);
+const model = new ReferenceModel(file.config, file.params());
+const H = file.config.controller.hidden;
+// See gpu-backend/test/helpers.ts: float32 graphs against the float64-accumulating reference.
+const TOL = 1e-4;
+
+const pools: WorkerPool[] = [];
+afterAll(async () => {
+  for (const p of pools) await p.close();
+});
+
+async function pool(compute: ComputeMode): Promise<WorkerPool> {
+  const p = await WorkerPool.start({
+    size: 1,
+    weights: shared,
+    experts: [1, 3],
+    provider: 'auto',
+    threads: 1,
+    compute,
+  });
+  pools.push(p);
+  return p;
+}
+
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let m = a.length === b.length ? 0 : Infinity;
+  for (let i = 0; i < a.length; i++)
+    m = Math.max(m, Math.abs(a[i] - b[i]) || (Number.isNaN(a[i]) ? Infinity : 0));
+  return m;
+};
+
+const prompts = [[256, 10, 20], [256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [256]];
+const hs = prompts.map((_, i) => Float32Array.from({ length: H }, (_, j) => Math.sin(i * 31 + j)));
+
+describe.each<ComputeMode>(['f32', 'int8'])('WorkerPool with %s weights', (compute) => {
+  it('prefills, then steps rows of different prompt lengths in one batch, like the reference', async () => {
+    const p = await pool(compute);
+    if (p.provider === 'cpu') expect(p.fallback ?? 'cpu chosen').toBeTruthy();
+    const caches = await Promise.all(
+      prompts.map(
+        async (t) =>
+          (await p.run({ kind: 'prefill', expert: 3, tokens: Int32Array.from(t) })).result as PrefillResult,
+      ),
+    );
+    caches.forEach((c, i) => {
+      const ref = model.expertPrefill(3, prompts[i]);
+      expect(c.length).toBe(prompts[i].length);
+      expect(c.k.buffer).toBeInstanceOf(SharedArrayBuffer);
+      expect(maxDiff(c.k, Float32Array.from(ref.k.flatMap((x) => Array.from(x))))).toBeLessThan(TOL);
+    });
+    const h = new Float32Array(prompts.length * H);
+    hs.forEach((x, b) => h.set(x, b * H));
+    const { result } = await p.run({ kind: 'step', expert: 3, h, rows: caches });
+    const y = (result as StepResult).y;
+    prompts.forEach((t, b) => {
+      const want = model.expertStep(3, hs[b], model.expertPrefill(3, t));
+      expect(maxDiff(y.subarray(b * H, (b + 1) * H), want)).toBeLessThan(TOL);
+    });
+  });
+
+  it('runs the stateless graph on padded prompts', async () => {
+    const p = await pool(compute);
+    const P = 11;
+    const tokens = BigInt64Array.from(
+      prompts.flatMap((t) => [...t, ...Array(P - t.length).fill(7)]),
+      BigInt,
+    );
+    const promptLen = BigInt64Array.from(prompts, (t) => BigInt(t.length));
+    const h = new Float32Array(prompts.length * H);
+    hs.forEach((x, b) => h.set(x, b * H));
+    const { result } = await p.run({
+      kind: 'stateless',
+      expert: 1,
+      tokens,
+      promptLen,
+      h,
+      batch: 3,
+      width: P,
+    });
+    prompts.forEach((t, b) => {
+      const want = model.expertStep(1, hs[b], model.expertPrefill(1, t));
+      expect(maxDiff((result as StatelessResult).y.subarray(b * H, (b + 1) * H), want)).toBeLessThan(TOL);
+    });
+  });
+});
+
+describe('WorkerPool failures', () => {
+  it('fails a job the worker cannot run with InternalError, and keeps serving', async () => {
+    const p = await pool('f32');
+    const err = await p
+      .run({ kind: 'prefill', expert: 0, tokens: Int32Array.of(1) })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InternalError);
+    expect((err as Error).message).toMatch(/expert 0: not loaded in this worker; it holds \[1,3\]/);
+    const ok = await p.run({ kind: 'prefill', expert: 1, tokens: Int32Array.of(256) });
+    expect((ok.result as PrefillResult).length).toBe(1);
+  });
+
+  it('refuses weights outside shared memory', async () => {
+    await expect(
+      WorkerPool.start({
+        size: 1,
+        weights: new Uint8Array(bytes),
+        experts: [1],
+        provider: 'cpu',
+        threads: 1,
+        compute: 'f32',
+      }),
+    ).rejects.toThrow(/expected the weights in a SharedArrayBuffer/);
+  });
+});
