@@ -158,11 +158,11 @@ describe('MemoryActor: the sparse-coded inverted index', () => {
   });
 });
 
-interface StoredEntry {
+type StoredEntry = {
   key: ArrayBuffer;
   value: ArrayBuffer;
   snippet: string;
-}
+};
 
 async function entriesOf(tenant: string, namespace: string): Promise<StoredEntry[]> {
   return runInDurableObject(

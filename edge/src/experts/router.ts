@@ -4,9 +4,11 @@
 // breaker is open.
 import type { ModelConfig } from '@switchyard/shared/config';
 import type { ExpertBackend, ExpertCall, ExpertResult } from '@switchyard/shared/interfaces';
+export { rendezvousOrder } from './rendezvous.ts';
 import { ExpertProtocolError, ExpertUnavailableError } from '../errors.ts';
 import type { ExpertClientSettings } from '../settings.ts';
 import { CircuitBreaker, type BreakerState } from './breaker.ts';
+import { rendezvousOrder } from './rendezvous.ts';
 import type { ShardSpec } from './shard-map.ts';
 import {
   AttemptError,
@@ -37,29 +39,6 @@ export interface ShardHealth {
   replicas: ReplicaHealth[];
 }
 
-/** 32-bit mix of a string (FNV-1a, then a murmur3 finalizer so that similar inputs spread). */
-function hash32(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/** Rendezvous (highest random weight) order of `replicas` for `key`: stable, and minimal reshuffling. */
-export function rendezvousOrder(replicas: readonly string[], key: string): string[] {
-  return replicas
-    .map((r) => ({ r, w: hash32(`${r}\u0000${key}`) }))
-    .sort((a, b) => b.w - a.w || (a.r < b.r ? -1 : 1))
-    .map((x) => x.r);
-}
-
 /** Which shard runs which routed expert: the fewest shards (greedy cover), ties to the lower shard index. */
 export function planShards(
   experts: readonly number[],
@@ -86,12 +65,22 @@ export function planShards(
 
 const STICKY_LIMIT = 10_000;
 
+function hexOf(bytes: Uint8Array): string {
+  let s = '';
+  for (const b of bytes) s += b.toString(16).padStart(2, '0');
+  return s;
+}
+
 export class ExpertRouter implements ExpertBackend {
   readonly name = 'expert-tier';
   private readonly transports: Record<string, ReplicaTransport>;
   private readonly breakers = new Map<string, CircuitBreaker>();
-  /** (shard, session) → the replica that last served it, so its prompt cache is used (LRU by insertion). */
-  private readonly sticky = new Map<string, string>();
+  /**
+   * (shard, session) → the replica that last served it (so its prompt cache is used) and which experts it has
+   * prefilled for which prompt, so that a step routed to a new expert carries the tokens up front instead of
+   * costing a NEED_PROMPT round trip. LRU by insertion order.
+   */
+  private readonly sticky = new Map<string, { url: string; digest: string; experts: Set<number> }>();
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -134,16 +123,25 @@ export class ExpertRouter implements ExpertBackend {
     return `${shard.index}\u0000${sessionId}`;
   }
 
-  private remember(key: string, url: string): void {
+  private remember(key: string, url: string, digest: string, experts: readonly number[]): void {
+    const prev = this.sticky.get(key);
+    const known = prev && prev.url === url && prev.digest === digest ? prev.experts : new Set<number>();
+    for (const e of experts) known.add(e);
     this.sticky.delete(key);
-    this.sticky.set(key, url);
+    this.sticky.set(key, { url, digest, experts: known });
     if (this.sticky.size > STICKY_LIMIT) this.sticky.delete(this.sticky.keys().next().value!);
+  }
+
+  /** Whether `url` is known to hold the prompt caches this call needs. */
+  private holdsCache(key: string, url: string, digest: string, experts: readonly number[]): boolean {
+    const k = this.sticky.get(key);
+    return !!k && k.url === url && k.digest === digest && experts.every((e) => k.experts.has(e));
   }
 
   /** The session's replica first (where its cache is), then the rest in rendezvous order. */
   replicaOrder(shard: ShardSpec, sessionId: string): string[] {
     const order = rendezvousOrder(shard.replicas, sessionId);
-    const s = this.sticky.get(this.stickyKey(shard, sessionId));
+    const s = this.sticky.get(this.stickyKey(shard, sessionId))?.url;
     return s && order.includes(s) ? [s, ...order.filter((r) => r !== s)] : order;
   }
 
@@ -198,7 +196,7 @@ export class ExpertRouter implements ExpertBackend {
   ): Promise<ShardResult> {
     const transport = this.transports[shard.protocol];
     const key = this.stickyKey(shard, c.sessionId);
-    const known = this.sticky.get(key);
+    const digest = hexOf(c.prompt.digest);
     const order = this.replicaOrder(shard, c.sessionId);
     const attempts = Math.max(1 + this.settings.retries, order.length);
     const failures: string[] = [];
@@ -223,12 +221,12 @@ export class ExpertRouter implements ExpertBackend {
       try {
         const r = await transport.call(
           url,
-          // A replica other than the one known to hold the cache gets the prompt up front.
-          { ...c, withTokens: c.step === 1 || url !== known },
+          // Unless this replica is known to hold every routed expert's cache, the prompt goes up front.
+          { ...c, withTokens: !this.holdsCache(key, url, digest, c.experts) },
           controller.signal,
         );
         this.breaker(url).success();
-        this.remember(key, url);
+        this.remember(key, url, digest, c.experts);
         return r;
       } catch (e) {
         if (!(e instanceof AttemptError)) throw e;
@@ -267,7 +265,7 @@ export class ExpertRouter implements ExpertBackend {
     await Promise.all(
       this.shards.map(async (shard) => {
         const key = this.stickyKey(shard, sessionId);
-        const url = this.sticky.get(key) ?? rendezvousOrder(shard.replicas, sessionId)[0];
+        const url = this.sticky.get(key)?.url ?? rendezvousOrder(shard.replicas, sessionId)[0];
         this.sticky.delete(key);
         const controller = new AbortController();
         const timer = setTimeout(() => controller.abort(), Math.min(this.settings.timeoutMs, 5000));
