@@ -33,6 +33,9 @@ export interface ReplicaBehaviour {
   mismatch?: boolean;
 }
 
+/** A frame as a response body. */
+const reply = (frame: Uint8Array, init?: ResponseInit) => new Response(frame as BodyInit, init);
+
 const STATUS: Record<number, number> = { 1: 400, 2: 400, 3: 429, 4: 500, 5: 503 };
 
 export class FakeTier {
@@ -76,7 +79,7 @@ export class FakeTier {
         : null;
       signed = !!sig && sig === want;
       if (!signed)
-        return new Response(
+        return reply(
           encodeErrorFrame({ code: WireErrorCode.InvalidRequest, message: 'bad signature', requestId: '' }),
           {
             status: 401,
@@ -114,7 +117,7 @@ export class FakeTier {
       signed,
     });
     if (b.errorCode)
-      return new Response(
+      return reply(
         encodeErrorFrame({
           code: b.errorCode,
           message: `injected error ${b.errorCode}`,
@@ -126,7 +129,7 @@ export class FakeTier {
       );
     const served = b.experts;
     if (served && req.experts.some((e) => !served.includes(e)))
-      return new Response(
+      return reply(
         encodeErrorFrame({
           code: WireErrorCode.InvalidRequest,
           message: 'expert not hosted',
@@ -139,7 +142,7 @@ export class FakeTier {
     const digest = Array.from(req.digest).join(',');
     const key = (e: number) => `${replica}|${req.sessionId}|${e}|${digest}`;
     if (!req.tokens && req.experts.some((e) => !this.caches.has(key(e))))
-      return new Response(
+      return reply(
         encodeNeedPrompt({
           sessionId: req.sessionId,
           requestId: req.requestId,
@@ -161,7 +164,7 @@ export class FakeTier {
       if (req.perExpert) values.set(y, i * H);
       else for (let j = 0; j < H; j++) values[j] += req.gates[i] * y[j];
     });
-    return new Response(
+    return reply(
       encodeStepResponse({
         sessionId: req.sessionId,
         requestId: b.mismatch ? `${req.requestId}-other` : req.requestId,

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { nextTimestamp, SIGNATURE_HEADER, signRequest, TIMESTAMP_HEADER } from './hmac.ts';
 
-async function hmacHex(secret: string, data: Uint8Array): Promise<string> {
+async function hmacHex(secret: string, data: Uint8Array<ArrayBuffer>): Promise<string> {
   const key = await crypto.subtle.importKey(
     'raw',
     new TextEncoder().encode(secret),
