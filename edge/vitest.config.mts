@@ -28,7 +28,7 @@ export default defineConfig({
             { sha256: sha256(TEST_KEYS.bob), tenant: 'bob' },
             { sha256: sha256(TEST_KEYS.limited), tenant: 'limited', rpm: 6, burst: 2 },
           ]),
-          EXPERT_SHARDS: JSON.stringify([{ url: 'http://expert-tier.invalid', experts: '0-3' }]),
+          EXPERT_SHARDS: JSON.stringify([{ url: 'http://127.0.0.1:9', experts: '0-3' }]),
           MAX_BODY_BYTES: '65536',
           // Route and actor tests compare with the float32 reference bit for bit; the compiled backends have
           // their own parity tests (compute/*.test.ts) against the golden cases within stated tolerances.
