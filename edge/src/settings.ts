@@ -3,25 +3,16 @@
 import type { Env } from './env.ts';
 import { ServerConfigError } from './errors.ts';
 import { parseApiKeys, type ApiKeyEntry } from './auth.ts';
-import { parseShardMap, type ShardSpec, type ExpertProtocol, EXPERT_PROTOCOLS } from './experts/shard-map.ts';
+import { parseShardMap, type ExpertProtocol, EXPERT_PROTOCOLS } from './experts/shard-map.ts';
+import type { ExpertClientSettings } from './experts/shard-map.ts';
+
+export type { ExpertClientSettings };
 
 export interface RateLimitSettings {
   /** Sustained requests per minute per API key; 0 turns rate limiting off. */
   perMinute: number;
   /** Requests a key may make at once before the sustained rate applies. */
   burst: number;
-}
-
-export interface ExpertClientSettings {
-  shards: ShardSpec[];
-  wireDtype: 'f32' | 'f16';
-  /** Per attempt. */
-  timeoutMs: number;
-  /** Attempts after the first, across replicas. */
-  retries: number;
-  breakerFailures: number;
-  breakerCooldownMs: number;
-  hmacSecret: string | null;
 }
 
 export interface Settings {

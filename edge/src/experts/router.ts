@@ -6,10 +6,9 @@ import type { ModelConfig } from '@switchyard/shared/config';
 import type { ExpertBackend, ExpertCall, ExpertResult } from '@switchyard/shared/interfaces';
 export { rendezvousOrder } from './rendezvous.ts';
 import { ExpertProtocolError, ExpertUnavailableError } from '../errors.ts';
-import type { ExpertClientSettings } from '../settings.ts';
 import { CircuitBreaker, type BreakerState } from './breaker.ts';
 import { rendezvousOrder } from './rendezvous.ts';
-import type { ShardSpec } from './shard-map.ts';
+import type { ExpertClientSettings, ShardSpec } from './shard-map.ts';
 import {
   AttemptError,
   KServeTransport,

@@ -141,3 +141,16 @@ export function checkShardCoverage(shards: readonly ShardSpec[], expertCount: nu
       `EXPERT_SHARDS: no shard serves expert(s) ${missing.join(', ')}; every expert 0-${expertCount - 1} needs at least one`,
     );
 }
+
+/** How the edge talks to the expert tier (EXPERT_* vars, parsed by settings.ts). */
+export interface ExpertClientSettings {
+  shards: ShardSpec[];
+  wireDtype: 'f32' | 'f16';
+  /** Per attempt. */
+  timeoutMs: number;
+  /** Attempts after the first, across replicas. */
+  retries: number;
+  breakerFailures: number;
+  breakerCooldownMs: number;
+  hmacSecret: string | null;
+}
