@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readWeights, ReferenceModel } from '@switchyard/shared';
+import { StepBatcher } from './batcher.ts';
 import type { ComputeMode } from './config.ts';
 import { InternalError } from './errors.ts';
 import type { PrefillResult, StatelessResult, StepResult } from './jobs.ts';
@@ -91,6 +92,23 @@ describe.each<ComputeMode>(['f32', 'int8'])('WorkerPool with %s weights', (compu
     prompts.forEach((t, b) => {
       const want = model.expertStep(1, hs[b], model.expertPrefill(1, t));
       expect(maxDiff((result as StatelessResult).y.subarray(b * H, (b + 1) * H), want)).toBeLessThan(TOL);
+    });
+  });
+});
+
+describe('WorkerPool under a batcher', () => {
+  it('runs every row when more rows are queued than one batch takes', async () => {
+    // Each take() leaves rows behind and schedules again from inside the pool's dispatch loop.
+    const p = await pool('f32');
+    const cache = (await p.run({ kind: 'prefill', expert: 1, tokens: Int32Array.from(prompts[1]) }))
+      .result as PrefillResult;
+    const batcher = new StepBatcher(p, { maxBatch: 2, maxWaitMs: 0, hidden: H });
+    const rows = await Promise.all(hs.concat(hs, hs).map((h) => batcher.submit(1, h, cache)));
+    expect(rows).toHaveLength(9);
+    expect(rows.every((r) => r.batchSize >= 1 && r.batchSize <= 2)).toBe(true);
+    rows.forEach((r, i) => {
+      const want = model.expertStep(1, hs[i % 3], model.expertPrefill(1, prompts[1]));
+      expect(maxDiff(r.y, want)).toBeLessThan(TOL);
     });
   });
 });

@@ -82,6 +82,7 @@ export class WorkerPool implements JobRunner {
   private readonly slots: Slot[] = [];
   private nextId = 1;
   private closing = false;
+  private pumping = false;
   private idleWaiters: (() => void)[] = [];
 
   private constructor(
@@ -215,6 +216,19 @@ export class WorkerPool implements JobRunner {
   }
 
   private pump(): void {
+    // A take() may schedule more work (a batcher with rows left over), which calls back into pump(); the
+    // loop below already picks that up, and a nested pass would hand a slot two jobs.
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      this.pumpLoop();
+    } finally {
+      this.pumping = false;
+    }
+    if (this.queue.length === 0 && this.busy === 0) for (const r of this.idleWaiters.splice(0)) r();
+  }
+
+  private pumpLoop(): void {
     let slot: Slot | undefined;
     while (this.queue.length && (slot = this.slots.find((s) => !s.current))) {
       const d = this.queue.shift()!();
@@ -230,6 +244,5 @@ export class WorkerPool implements JobRunner {
         });
       }
     }
-    if (this.queue.length === 0 && this.busy === 0) for (const r of this.idleWaiters.splice(0)) r();
   }
 }
