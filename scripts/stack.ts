@@ -1,0 +1,275 @@
+// Brings the whole stack up on loopback the one way `npm start`, `npm run dev`, the end-to-end tests and
+// the end-to-end benchmark all use: the GPU tier (switchyard-gpu on CPU) and the edge Worker (wrangler dev).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readWeights, splitWeights } from '../shared/src/weights/index.ts';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const EDGE_MODEL_FILE = join(ROOT, 'edge/model/edge.safetensors');
+
+/** The bundled default: the trained demo reasoner when it is in the tree, else the seeded tiny model. */
+export function defaultModel(): string {
+  const trained = join(ROOT, 'train/models/reasoner.int8.safetensors');
+  return existsSync(trained) ? trained : join(ROOT, 'shared/golden/tiny-int8.safetensors');
+}
+
+export interface Proc {
+  name: string;
+  url: string;
+  child: ChildProcess;
+  output(): string;
+  /** SIGTERM (to the whole group for wrangler, whose workerd is its child), SIGKILL after a grace period. */
+  stop(graceMs?: number): Promise<void>;
+  /** SIGKILL at once, as a crash would. */
+  kill(): Promise<void>;
+}
+
+const exited = (p: ChildProcess) =>
+  new Promise<void>((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', () => r())));
+
+function proc(name: string, child: ChildProcess, url: string, out: () => string): Proc {
+  const signal = (s: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, s); // every child is started detached, as its own process group
+    } catch {
+      // already gone
+    }
+  };
+  return {
+    name,
+    url,
+    child,
+    output: out,
+    async stop(graceMs = 10_000) {
+      signal('SIGTERM');
+      const t = setTimeout(() => signal('SIGKILL'), graceMs);
+      await exited(child);
+      clearTimeout(t);
+    },
+    async kill() {
+      signal('SIGKILL');
+      await exited(child);
+    },
+  };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+function launch(name: string, args: string[], env: NodeJS.ProcessEnv = {}, echo = false) {
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    env: { ...process.env, ...env },
+  });
+  let out = '';
+  const take = (d: Buffer) => {
+    out += d.toString();
+    if (out.length > 200_000) out = out.slice(-100_000);
+    if (echo) process.stderr.write(d.toString().replace(/^(?=.)/gm, `[${name}] `));
+  };
+  child.stdout!.on('data', take);
+  child.stderr!.on('data', take);
+  return { child, output: () => out };
+}
+
+export interface GpuTierOptions {
+  model: string;
+  port?: number;
+  secret?: string;
+  args?: string[];
+  /** Restart on source changes (npm run dev). */
+  watch?: boolean;
+  echo?: boolean;
+}
+
+/** switchyard-gpu on CPU, resolved once it prints its ready line. */
+export async function startGpuTier(o: GpuTierOptions): Promise<Proc> {
+  const flags = [
+    '--model',
+    o.model,
+    '--port',
+    String(o.port ?? 0),
+    '--provider',
+    'cpu',
+    ...(o.secret ? ['--secret', o.secret] : ['--insecure-no-auth']),
+    ...(o.args ?? []),
+  ];
+  const args = o.watch
+    ? [
+        join(ROOT, 'node_modules/tsx/dist/cli.mjs'),
+        'watch',
+        '--clear-screen=false',
+        join(ROOT, 'gpu-backend/src/main.ts'),
+        ...flags,
+      ]
+    : [join(ROOT, 'gpu-backend/bin/switchyard-gpu.mjs'), ...flags];
+  const { child, output } = launch('gpu', args, {}, o.echo);
+  const url = await new Promise<string>((res, rej) => {
+    const timer = setTimeout(
+      () => rej(new Error(`switchyard-gpu printed no ready line within 90 s:\n${output()}`)),
+      90_000,
+    );
+    const check = () => {
+      const m = /switchyard-gpu listening on (http:\/\/\S+)/.exec(output());
+      if (m) {
+        clearTimeout(timer);
+        res(m[1]);
+      }
+    };
+    child.stdout!.on('data', check);
+    child.stderr!.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      rej(new Error(`switchyard-gpu exited (${code}) before it was ready:\n${output()}`));
+    });
+  });
+  return proc('gpu', child, url, output);
+}
+
+export interface EdgeOptions {
+  port?: number;
+  vars: Record<string, string>;
+  /** Durable Object storage; kept across restarts of the edge when the caller passes the same folder. */
+  persistTo: string;
+  echo?: boolean;
+}
+
+/** The edge Worker in wrangler dev, resolved once GET /health answers 200. */
+export async function startEdge(o: EdgeOptions): Promise<Proc> {
+  const port = o.port ?? (await freePort());
+  const args = [
+    join(ROOT, 'node_modules/wrangler/bin/wrangler.js'),
+    'dev',
+    '--config',
+    join(ROOT, 'wrangler.toml'),
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--persist-to',
+    o.persistTo,
+    '--show-interactive-dev-session=false',
+    ...Object.entries(o.vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
+  ];
+  const { child, output } = launch('edge', args, { WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' }, o.echo);
+  const url = `http://127.0.0.1:${port}`;
+  const p = proc('edge', child, url, output);
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited (${child.exitCode}):\n${output()}`);
+    try {
+      if ((await fetch(`${url}/health`)).status === 200) return p;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await p.kill();
+      throw new Error(`wrangler dev did not answer /health within 120 s:\n${output()}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Writes the edge part of `model` where the Worker bundles it (edge/model/edge.safetensors), if it differs. */
+export function prepareEdgeModel(model: string): void {
+  const full = readWeights(new Uint8Array(readFileSync(model)));
+  const { edge } = splitWeights(full, 1);
+  if (existsSync(EDGE_MODEL_FILE) && Buffer.compare(readFileSync(EDGE_MODEL_FILE), edge) === 0) return;
+  writeFileSync(EDGE_MODEL_FILE, edge);
+}
+
+export interface StackOptions {
+  model?: string;
+  edgePort?: number;
+  gpuPort?: number;
+  /** One API key for local use; printed by npm start. */
+  apiKey?: string;
+  persistTo?: string;
+  watch?: boolean;
+  echo?: boolean;
+  extraVars?: Record<string, string>;
+}
+
+export interface Stack {
+  edge: Proc;
+  gpu: Proc;
+  model: string;
+  modelName: string;
+  apiKey: string;
+  persistTo: string;
+  secret: string;
+  vars: Record<string, string>;
+  /** Restarts the edge process on the same storage (sessions must survive it). */
+  restartEdge(): Promise<Proc>;
+  stop(): Promise<void>;
+}
+
+export const LOCAL_API_KEY = 'sk-switchyard-local';
+
+export async function startStack(o: StackOptions = {}): Promise<Stack> {
+  const model = resolve(o.model ?? defaultModel());
+  prepareEdgeModel(model);
+  // A fresh HMAC secret per run: the tiers authenticate each other even locally, and nothing is left to leak.
+  const secret = randomBytes(24).toString('hex');
+  const apiKey = o.apiKey ?? LOCAL_API_KEY;
+  const persistTo = o.persistTo ?? mkdtempSync(join(tmpdir(), 'switchyard-edge-'));
+  const modelName = model.includes('reasoner') ? 'switchyard-reasoner' : 'switchyard-tiny';
+  const gpu = await startGpuTier({ model, port: o.gpuPort, secret, watch: o.watch, echo: o.echo });
+  const vars = {
+    MODEL_NAME: modelName,
+    EXPERT_SHARDS: JSON.stringify([
+      {
+        url: gpu.url,
+        experts: `0-${readWeights(new Uint8Array(readFileSync(model))).config.experts.count - 1}`,
+      },
+    ]),
+    EXPERT_HMAC_SECRET: secret,
+    API_KEYS: JSON.stringify([
+      { sha256: createHash('sha256').update(apiKey).digest('hex'), tenant: 'local' },
+    ]),
+    ...o.extraVars,
+  };
+  let edge: Proc;
+  try {
+    edge = await startEdge({ port: o.edgePort, vars, persistTo, echo: o.echo });
+  } catch (e) {
+    await gpu.stop();
+    throw e;
+  }
+  const stack: Stack = {
+    edge,
+    gpu,
+    model,
+    modelName,
+    apiKey,
+    persistTo,
+    secret,
+    vars,
+    async restartEdge() {
+      const port = Number(new URL(stack.edge.url).port);
+      await stack.edge.stop();
+      stack.edge = await startEdge({ port, vars, persistTo, echo: o.echo });
+      return stack.edge;
+    },
+    async stop() {
+      await Promise.all([stack.edge.stop(), stack.gpu.stop()]);
+      if (!o.persistTo) rmSync(persistTo, { recursive: true, force: true });
+    },
+  };
+  return stack;
+}
