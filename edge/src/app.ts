@@ -230,13 +230,7 @@ export function createApp(options: AppOptions = {}): Hono<AppEnv> {
   app.post('/v1/sessions/:id/resume', async (c) => {
     const s = await services(c.env);
     const stub = sessionStub(c.env, c.req.param('id'));
-    const raw =
-      c.req.header('content-length') === '0'
-        ? {}
-        : await readJsonObject(c.req.raw, s.settings.maxBodyBytes).catch((e) => {
-            if (e instanceof InvalidRequestError && e.message.includes('empty body')) return {};
-            throw e;
-          });
+    const raw = await readJsonObject(c.req.raw, s.settings.maxBodyBytes, true);
     const opts = parseResume(raw);
     const stream = await stub.resume(c.get('tenant').id, { trace: opts.trace });
     return renderTurn(ndjsonToEvents(stream), opts);

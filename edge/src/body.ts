@@ -61,9 +61,17 @@ export async function readBodyBytes(request: Request, maxBytes: number): Promise
   return out;
 }
 
-/** The body as a JSON object: 413 past the limit, 400 for bad UTF-8, bad JSON or a non-object. */
-export async function readJsonObject(request: Request, maxBytes: number): Promise<Record<string, unknown>> {
+/**
+ * The body as a JSON object: 413 past the limit, 400 for bad UTF-8, bad JSON or a non-object. With
+ * `allowEmpty`, an empty body reads as {} (for endpoints whose fields are all optional).
+ */
+export async function readJsonObject(
+  request: Request,
+  maxBytes: number,
+  allowEmpty = false,
+): Promise<Record<string, unknown>> {
   const bytes = await readBodyBytes(request, maxBytes);
+  if (bytes.length === 0 && allowEmpty) return {};
   if (bytes.length === 0)
     throw new InvalidRequestError(
       'request body: expected a JSON object, found an empty body',

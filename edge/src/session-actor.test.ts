@@ -224,6 +224,20 @@ describe('sessions', () => {
     expect(events.at(-2)!.usage.completion_tokens).toBe(multi.turns[0].tokens.length);
   });
 
+  it('deleting a session stops its running turn at the next step and removes everything', async () => {
+    const id = await createSession();
+    experts.delayMs = 20;
+    const running = say(id, 0, { stream: true });
+    await new Promise((r) => setTimeout(r, 70));
+    const del = await api(`/v1/sessions/${id}`, { method: 'DELETE' });
+    expect(del.status).toBe(200);
+    const res = await running;
+    const events = res.status === 200 ? ((await sseEvents(res)) as Json[]) : [await res.json()];
+    expect(events.at(-1)).toMatchObject({ error: { code: 'turn_cancelled' } });
+    expect(experts.calls.length).toBeLessThan(multi.turns[0].tokens.length);
+    expect((await api(`/v1/sessions/${id}`)).status).toBe(404);
+  });
+
   it('hides a session from every other tenant (404, as if it did not exist)', async () => {
     const id = await createSession(KEYS.alice);
     for (const [path, init] of [

@@ -24,9 +24,12 @@ export class TestExperts implements ExpertBackend {
   calls: ExpertCall[] = [];
   dropped: string[] = [];
   failWhen: ((call: ExpertCall) => Error | null) | null = null;
+  /** Milliseconds each call takes, as a slow tier's would. */
+  delayMs = 0;
 
   async runExperts(call: ExpertCall): Promise<ExpertResult> {
     this.calls.push(call);
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     const err = this.failWhen?.(call);
     if (err) throw err;
     return this.inner.runExperts(call);
