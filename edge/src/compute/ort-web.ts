@@ -28,14 +28,18 @@ export class OrtWebComputeError extends Error {
 }
 
 /**
- * Every graph optimization, but ORT's DequantizeLinear→MatMul→MatMulNBits rewrite computes in float32
- * (accuracy level 0) instead of its default level 4, which quantizes the activations to int8 too.
+ * Every graph optimization, with ORT's QDQ transformations off (disable_quant_qdq). Then constant folding
+ * turns each DequantizeLinear of an int8 initializer into a float32 initializer at session creation, with
+ * the values the reference computes with (q · scale in float32), and ORT runs float32 MatMul/LSTM kernels.
+ * With QDQ on, ORT-web keeps DequantizeLinear per run or rewrites it to MatMulNBits, whose wasm kernel is
+ * 10-15× slower here (the r1-seed head: 4 ms against 0.27 ms); at its default accuracy level it would
+ * also quantize the activations.
  */
 export const ORT_WEB_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
   executionProviders: ['wasm'],
   graphOptimizationLevel: 'all',
   intraOpNumThreads: 1,
-  extra: { session: { qdq_matmulnbits_accuracy_level: '0' } },
+  extra: { session: { disable_quant_qdq: '1', qdq_matmulnbits_accuracy_level: '0' } },
 };
 
 // What ORT is told its wasm binary is: recognisable bytes that the instantiate wrapper swaps for the module.
@@ -58,7 +62,10 @@ let runtime: { module: WebAssembly.Module; ready: Promise<unknown> } | null = nu
  * Creates a session; the first one in the isolate also starts ORT's wasm runtime on `module`, with
  * WebAssembly.instantiate wrapped meanwhile. Later calls must pass the same module: ORT starts only once.
  */
-async function createSession(module: WebAssembly.Module, model: Uint8Array): Promise<ort.InferenceSession> {
+export async function createOrtWebSession(
+  module: WebAssembly.Module,
+  model: Uint8Array,
+): Promise<ort.InferenceSession> {
   if (runtime) {
     if (runtime.module !== module)
       throw new OrtWebComputeError(
@@ -97,7 +104,7 @@ type Utf8Write = (this: Uint8Array, s: string, offset?: number, length?: number)
  * for every string of 40+ characters. Without nodejs_compat (the Worker's own config) there is no Buffer and
  * protobufjs writes strings itself.
  */
-function withUtf8WriteFix<T>(build: () => T): T {
+export function withUtf8WriteFix<T>(build: () => T): T {
   const proto = (globalThis as { Buffer?: { prototype: { utf8Write?: Utf8Write } } }).Buffer?.prototype;
   const original = proto?.utf8Write;
   if (!proto || !original) return build();
@@ -161,11 +168,11 @@ export class OrtWebCompute implements EdgeComputeBackend {
   /** Builds both graphs from the file and opens their sessions; starts ORT on `wasm` if not yet running. */
   static async create(file: WeightsFile, wasm: WebAssembly.Module): Promise<OrtWebCompute> {
     const src = weightSource(file);
-    const controller = await createSession(
+    const controller = await createOrtWebSession(
       wasm,
       withUtf8WriteFix(() => buildEdgeController(src)),
     );
-    const head = await createSession(
+    const head = await createOrtWebSession(
       wasm,
       withUtf8WriteFix(() => buildEdgeHead(src)),
     );
