@@ -24,6 +24,7 @@ describe('parseOptions', () => {
       maxBatch: 64,
       secret: 's',
       insecureNoAuth: false,
+      spin: false,
     });
   });
 
@@ -35,6 +36,7 @@ describe('parseOptions', () => {
       SWITCHYARD_GPU_CACHE_BYTES: '512MiB',
       SWITCHYARD_GPU_INSECURE_NO_AUTH: 'true',
       SWITCHYARD_GPU_PROVIDER: 'cuda',
+      SWITCHYARD_GPU_SPIN: 'yes',
     };
     const o = opts(['--port', '9001'], env);
     expect(o).toMatchObject({
@@ -44,6 +46,7 @@ describe('parseOptions', () => {
       cacheBytes: 512 * 2 ** 20,
       insecureNoAuth: true,
       provider: 'cuda',
+      spin: true,
     });
   });
 

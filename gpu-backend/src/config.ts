@@ -22,6 +22,8 @@ export interface ServerOptions {
   workers: number;
   /** Intra-op threads per worker. */
   threads: number;
+  /** Let ORT's intra-op threads busy-wait between ops (lower latency on a dedicated machine). */
+  spin: boolean;
   compute: ComputeMode;
   /** Prompt-cache budget in bytes (K and V of every cached layer). */
   cacheBytes: number;
@@ -83,6 +85,11 @@ const FLAGS: Record<string, Flag> = {
   },
   workers: { env: 'WORKERS', type: 'string', help: `ORT worker threads (default ${DEFAULTS.workers})` },
   threads: { env: 'THREADS', type: 'string', help: 'intra-op threads per worker (default: cores / workers)' },
+  spin: {
+    env: 'SPIN',
+    type: 'boolean',
+    help: 'let ORT threads busy-wait between ops: faster on a dedicated machine, wasteful on a shared one',
+  },
   compute: {
     env: 'COMPUTE',
     type: 'string',
@@ -278,6 +285,10 @@ export function parseOptions(
       provider: provider ? oneOf(provider.text, PROVIDERS, provider.what) : DEFAULTS.provider,
       workers,
       threads: int('threads', Math.max(1, Math.floor(cores / workers)), 1, 1024),
+      spin: (() => {
+        const v = get('spin');
+        return v ? parseBool(v.text, v.what) : false;
+      })(),
       compute: compute ? oneOf(compute.text, COMPUTE_MODES, compute.what) : DEFAULTS.compute,
       cacheBytes: bytes('cache-bytes', DEFAULTS.cacheBytes, 0),
       maxBatch: int('max-batch', DEFAULTS.maxBatch, 1, 4096),

@@ -10,6 +10,7 @@ export interface WorkerInit {
   experts: number[];
   provider: Provider;
   threads: number;
+  spin: boolean;
   compute: ComputeMode;
 }
 

@@ -50,6 +50,7 @@ function weightSource(init: WorkerInit): WeightSource {
 
 function sessionOptions(
   threads: number,
+  spin: boolean,
   providers: string[],
   quiet = false,
 ): ort.InferenceSession.SessionOptions {
@@ -60,7 +61,11 @@ function sessionOptions(
     // A probe that is allowed to fail must not print ORT's own error line next to ours.
     logSeverityLevel: quiet ? 4 : 3,
     // ORT would otherwise rewrite int8 DequantizeLinear→MatMul into MatMulNBits that quantizes activations.
-    extra: { session: { qdq_matmulnbits_accuracy_level: '0' } },
+    // Spinning threads compete with the HTTP thread and anything else on the machine; measured 2–3× slower
+    // steps with two spinning threads on a busy two-core box.
+    extra: {
+      session: { qdq_matmulnbits_accuracy_level: '0', intra_op: { allow_spinning: spin ? '1' : '0' } },
+    },
   };
 }
 
@@ -84,22 +89,29 @@ class SessionFactory {
   constructor(
     private readonly requested: WorkerInit['provider'],
     private readonly threads: number,
+    private readonly spin: boolean,
   ) {
     if (requested !== 'auto') this.provider = requested;
   }
 
   async open(model: Uint8Array): Promise<ort.InferenceSession> {
     if (this.provider)
-      return ort.InferenceSession.create(model, sessionOptions(this.threads, PROVIDER_LISTS[this.provider]));
+      return ort.InferenceSession.create(
+        model,
+        sessionOptions(this.threads, this.spin, PROVIDER_LISTS[this.provider]),
+      );
     try {
-      const s = await ort.InferenceSession.create(model, sessionOptions(this.threads, ['cuda', 'cpu'], true));
+      const s = await ort.InferenceSession.create(
+        model,
+        sessionOptions(this.threads, this.spin, ['cuda', 'cpu'], true),
+      );
       this.provider = 'cuda';
       return s;
     } catch (e) {
       // onnxruntime-node throws instead of falling back when the CUDA provider libraries are missing.
       this.provider = 'cpu';
       this.fallback = firstLine(e);
-      return ort.InferenceSession.create(model, sessionOptions(this.threads, ['cpu']));
+      return ort.InferenceSession.create(model, sessionOptions(this.threads, this.spin, ['cpu']));
     }
   }
 }
@@ -128,7 +140,7 @@ class Worker {
 
   static async create(init: WorkerInit): Promise<Worker> {
     const src = weightSource(init);
-    const factory = new SessionFactory(init.provider, init.threads);
+    const factory = new SessionFactory(init.provider, init.threads, init.spin);
     const sessions = new Map<number, ExpertSessions>();
     for (const e of init.experts) {
       sessions.set(e, {

@@ -90,6 +90,7 @@ export async function startServer(
     experts,
     provider: o.provider,
     threads: o.threads,
+    spin: o.spin,
     compute: o.compute,
     log,
   });
@@ -202,7 +203,7 @@ export async function startServer(
   const url = `http://${host}:${port}`;
   const readyLine =
     `switchyard-gpu listening on ${url} (experts ${formatExperts(experts)}, provider ${pool.provider}, ` +
-    `workers ${o.workers}×${o.threads} threads, compute ${o.compute}, max batch ${o.maxBatch}, max wait ${o.maxWaitMs} ms, ` +
+    `workers ${o.workers}×${o.threads} threads${o.spin ? ' (spinning)' : ''}, compute ${o.compute}, max batch ${o.maxBatch}, max wait ${o.maxWaitMs} ms, ` +
     `queue limit ${o.queueLimit}, cache ${formatBytes(o.cacheBytes)}, auth ${verifier ? 'hmac' : 'OFF (--insecure-no-auth)'})`;
 
   let closing: Promise<void> | undefined;

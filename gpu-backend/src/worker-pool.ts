@@ -26,6 +26,8 @@ export interface PoolOptions {
   experts: number[];
   provider: Provider;
   threads: number;
+  /** Default false: ORT threads sleep between ops instead of spinning. */
+  spin?: boolean;
   compute: ComputeMode;
   log?: (line: string) => void;
 }
@@ -100,6 +102,7 @@ export class WorkerPool implements JobRunner {
       experts: o.experts,
       provider: o.provider,
       threads: o.threads,
+      spin: o.spin ?? false,
       compute: o.compute,
     };
     const first = await spawn(base);

@@ -1,0 +1,562 @@
+// The GPU tier under load, side by side in one run on r1-seed experts (DESIGN.md §1 sizes):
+//   A. per-step cost with the prompt cache vs recomputing the prompt, at prompt length 256;
+//   B. aggregate expert-step throughput and p50/p99 latency at 1, 16 and 64 concurrent sessions, batched
+//      (max batch 64) vs unbatched (max batch 1), through the real server process over HTTP;
+//   C. achieved GFLOP/s at batch 64 as a share of one large float32 MatMul on the same runtime.
+// `npx tsx bench/gpu-tier.ts` or `npm run bench -- gpu-tier`; JSON goes to bench/results/gpu-tier.json.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import {
+  GraphBuilder,
+  initRandom,
+  preset,
+  promptDigest,
+  Rng,
+  writeWeights,
+  type ExpertCall,
+  type ModelConfig,
+} from '@switchyard/shared';
+import { GpuExpertClient, TierHttp } from '../gpu-backend/src/client.ts';
+import type { PrefillResult } from '../gpu-backend/src/jobs.ts';
+import { WorkerPool } from '../gpu-backend/src/worker-pool.ts';
+import { printTable, quantile, writeResult } from './lib.ts';
+
+const BIN = fileURLToPath(new URL('../gpu-backend/bin/switchyard-gpu.mjs', import.meta.url));
+const SECRET = 'bench-secret';
+const EXPERTS = [0, 1, 2, 3]; // r1-seed routes top-4: every session step asks for four experts
+const GATES = [0.4, 0.3, 0.2, 0.1];
+
+export interface BenchOptions {
+  /** Prompt length for section A (default 256). */
+  cachePromptLength?: number;
+  /** Prompt length for the throughput runs (default 64, plus a 64-session run at 256). */
+  throughputPromptLength?: number;
+  loads?: number[];
+  /** Measured seconds per load (default 4). */
+  seconds?: number;
+  /** Also run 64 sessions at the section A prompt length (slow: 256 prefills per server). Default false. */
+  longPromptLoad?: boolean;
+  seed?: number;
+}
+
+interface Server {
+  url: string;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+function startServer(model: string, args: string[]): Promise<Server> {
+  const proc = spawn(process.execPath, [BIN, '--model', model, '--port', '0', '--secret', SECRET, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  return new Promise((resolve, reject) => {
+    proc.once('exit', (code) => reject(new Error(`switchyard-gpu exited with code ${code}:\n${err}`)));
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m)
+        resolve({
+          url: m[1],
+          proc,
+          stop: () =>
+            new Promise<void>((r) => {
+              proc.removeAllListeners('exit');
+              proc.once('exit', () => r());
+              proc.kill('SIGTERM');
+            }),
+        });
+    });
+  });
+}
+
+/** Floating-point operations of one expert step row (multiply-adds count 2) at prompt length L. */
+export function stepFlops(c: ModelConfig, L: number): number {
+  const { width: D, layers, ffn: F } = c.experts;
+  const H = c.controller.hidden;
+  const perLayer = 2 * (3 * D * D + D * D + 2 * D * F) + 2 * 2 * D * (L + 1);
+  return 2 * H * D + layers * perLayer + 2 * D * H;
+}
+
+function prompt(seed: number, L: number): number[] {
+  const rng = new Rng(seed);
+  return [256, ...Array.from({ length: L - 1 }, () => Math.floor(rng.next() * 256))];
+}
+
+function hidden(seed: number, H: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: H }, () => Math.tanh(rng.normal()));
+}
+
+async function call(sessionId: string, step: number, tokens: number[], H: number): Promise<ExpertCall> {
+  return {
+    sessionId,
+    requestId: `r${step}`,
+    step,
+    prompt: { tokens, digest: await promptDigest(tokens) },
+    experts: EXPERTS,
+    gates: GATES,
+    h: hidden(step, H),
+  };
+}
+
+const median = (xs: number[]) => quantile(xs, 0.5);
+
+// ------------------------------------------------------------------------------------------- A
+
+export interface CacheResult {
+  promptLength: number;
+  /** One expert step served from the prompt cache (HTTP round trip included). */
+  cachedStepMs: number;
+  /** The same step for a session the tier has no cache for: prefill of the prompt, then the step. */
+  recomputeStepMs: number;
+  /** The KServe stateless expert-0 model (prefill and step in one graph), B = 1. */
+  statelessStepMs: number;
+  speedup: number;
+}
+
+async function cacheVsRecompute(server: Server, c: ModelConfig, L: number): Promise<CacheResult> {
+  const H = c.controller.hidden;
+  const tokens = prompt(1, L);
+  const client = new GpuExpertClient({ url: server.url, secret: SECRET });
+  const one = async (sessionId: string, step: number) =>
+    client.runExperts({ ...(await call(sessionId, step, tokens, H)), experts: [0], gates: [1] });
+  await one('cached', 0);
+  const cached: number[] = [];
+  for (let i = 1; i <= 30; i++) {
+    const t0 = performance.now();
+    await one('cached', i);
+    cached.push(performance.now() - t0);
+  }
+  const recompute: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const t0 = performance.now();
+    await one(`fresh-${i}`, 1); // a new session: the tier prefills from the tokens sent up front
+    recompute.push(performance.now() - t0);
+    await client.dropSession(`fresh-${i}`);
+  }
+  const http = new TierHttp(server.url, SECRET);
+  const tok = BigInt64Array.from(tokens, BigInt);
+  const h = hidden(7, H);
+  const head = new TextEncoder().encode(
+    JSON.stringify({
+      inputs: [
+        {
+          name: 'tokens',
+          datatype: 'INT64',
+          shape: [1, L],
+          parameters: { binary_data_size: tok.byteLength },
+        },
+        { name: 'prompt_len', datatype: 'INT64', shape: [1], data: [L] },
+        { name: 'h', datatype: 'FP32', shape: [1, H], parameters: { binary_data_size: h.byteLength } },
+      ],
+      outputs: [{ name: 'y', parameters: { binary_data: true } }],
+    }),
+  );
+  const body = new Uint8Array(head.length + tok.byteLength + h.byteLength);
+  body.set(head);
+  body.set(new Uint8Array(tok.buffer), head.length);
+  body.set(new Uint8Array(h.buffer), head.length + tok.byteLength);
+  const stateless: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    const t0 = performance.now();
+    const res = await http.request('POST', '/v2/models/expert-0/infer', body, {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(head.length),
+    });
+    if (!res.ok) throw new Error(`KServe infer: HTTP ${res.status}: ${await res.text()}`);
+    await res.arrayBuffer();
+    if (i > 0) stateless.push(performance.now() - t0);
+  }
+  const cachedStepMs = median(cached);
+  const recomputeStepMs = median(recompute);
+  return {
+    promptLength: L,
+    cachedStepMs,
+    recomputeStepMs,
+    statelessStepMs: median(stateless),
+    speedup: recomputeStepMs / cachedStepMs,
+  };
+}
+
+// ------------------------------------------------------------------------------------------- B
+
+export interface LoadResult {
+  mode: 'batched' | 'unbatched';
+  sessions: number;
+  promptLength: number;
+  requests: number;
+  /** Expert rows per second (each session step asks for four experts). */
+  expertStepsPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Mean rows per batched run, from the server's metrics. */
+  meanBatch: number;
+  /** FLOPs per second while the worker computed (batch run time only), from the server's metrics. */
+  computeGflops: number;
+}
+
+async function scrape(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const x = /^(\w+)(?:\{[^}]*\})? (\S+)$/.exec(line);
+    if (x) m.set(x[1], (m.get(x[1]) ?? 0) + Number(x[2]));
+  }
+  return m;
+}
+
+async function load(
+  server: Server,
+  mode: LoadResult['mode'],
+  c: ModelConfig,
+  sessions: number,
+  L: number,
+  seconds: number,
+  tag: string,
+): Promise<LoadResult> {
+  const H = c.controller.hidden;
+  const client = new GpuExpertClient({ url: server.url, secret: SECRET });
+  const ids = Array.from({ length: sessions }, (_, i) => `${tag}-${sessions}-${i}`);
+  const prompts = ids.map((_, i) => prompt(1000 + i, L));
+  const calls = await Promise.all(ids.map((id, i) => call(id, 0, prompts[i], H)));
+  // Warm-up: every session's first step prefills its four experts; not measured.
+  await Promise.all(calls.map((k) => client.runExperts(k)));
+  const before = await scrape(server.url);
+  const latencies: number[] = [];
+  const end = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  await Promise.all(
+    calls.map(async (k) => {
+      for (let step = 1; performance.now() < end; step++) {
+        const s = performance.now();
+        await client.runExperts({ ...k, requestId: `r${step}`, step });
+        latencies.push(performance.now() - s);
+      }
+    }),
+  );
+  const elapsed = (performance.now() - t0) / 1000;
+  const after = await scrape(server.url);
+  const d = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+  const rows = d('switchyard_gpu_batch_size_sum');
+  await Promise.all(ids.map((id) => client.dropSession(id)));
+  return {
+    mode,
+    sessions,
+    promptLength: L,
+    requests: latencies.length,
+    expertStepsPerS: (latencies.length * EXPERTS.length) / elapsed,
+    p50Ms: quantile(latencies, 0.5),
+    p99Ms: quantile(latencies, 0.99),
+    meanBatch: rows / d('switchyard_gpu_batch_size_count'),
+    computeGflops: (rows * stepFlops(c, L)) / d('switchyard_gpu_batch_compute_seconds_sum') / 1e9,
+  };
+}
+
+// ------------------------------------------------------------------------------------------- C
+
+export interface CeilingResult {
+  /** One n×n×n float32 MatMul session in onnxruntime-node with the server's thread count. */
+  matmul: {
+    n: number;
+    threads: number;
+    bestMs: number;
+    medianMs: number;
+    bestGflops: number;
+    medianGflops: number;
+  };
+  /** One batched step of expert 0 in the server's worker code (WorkerPool), rows × prompt length. */
+  step: {
+    rows: number;
+    promptLength: number;
+    bestMs: number;
+    medianMs: number;
+    bestGflops: number;
+    medianGflops: number;
+  };
+  /** step GFLOP/s over MatMul GFLOP/s, best against best and median against median. */
+  shareBest: number;
+  shareMedian: number;
+}
+
+function matMulSession(n: number, threads: number) {
+  const g = new GraphBuilder();
+  const a = g.input('a', 'float32', [n, n]);
+  const rng = new Rng(3);
+  const b = g.f32(
+    'b',
+    Float32Array.from({ length: n * n }, () => rng.normal()),
+    [n, n],
+  );
+  g.output(g.op('MatMul', [a, b]), 'c', 'float32', [n, n]);
+  return ort.InferenceSession.create(g.build({ graphName: 'matmul', doc: 'bench' }), {
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: threads,
+  });
+}
+
+/**
+ * The runtime's ceiling and the expert step at batch `rows`, measured alternately in the same process so
+ * that load from elsewhere on the machine hits both alike. The step runs in the server's own worker code.
+ */
+async function ceiling(
+  model: string,
+  c: ModelConfig,
+  threads: number,
+  rows: number,
+  L: number,
+): Promise<CeilingResult> {
+  const n = 1024;
+  const bytes = readFileSync(model);
+  const weights = new Uint8Array(new SharedArrayBuffer(bytes.length));
+  weights.set(bytes);
+  const pool = await WorkerPool.start({
+    size: 1,
+    weights,
+    experts: [0],
+    provider: 'cpu',
+    threads,
+    compute: 'f32',
+  });
+  const session = await matMulSession(n, threads);
+  try {
+    const caches: PrefillResult[] = [];
+    for (let i = 0; i < rows; i++)
+      caches.push(
+        (await pool.run({ kind: 'prefill', expert: 0, tokens: Int32Array.from(prompt(500 + i, L)) }))
+          .result as PrefillResult,
+      );
+    const H = c.controller.hidden;
+    const h = new Float32Array(rows * H);
+    for (let i = 0; i < rows; i++) h.set(hidden(i, H), i * H);
+    const rng = new Rng(4);
+    const feeds = {
+      a: new ort.Tensor(
+        'float32',
+        Float32Array.from({ length: n * n }, () => rng.normal()),
+        [n, n],
+      ),
+    };
+    const mm: number[] = [];
+    const st: number[] = [];
+    for (let i = 0; i < 9; i++) {
+      let t0 = performance.now();
+      await session.run(feeds);
+      mm.push(performance.now() - t0);
+      t0 = performance.now();
+      const r = await pool.run({ kind: 'step', expert: 0, h, rows: caches });
+      st.push(r.computeUs / 1000);
+    }
+    // The first two of each warm up the sessions and the worker's buffers.
+    const mmT = mm.slice(2);
+    const stT = st.slice(2);
+    const mmFlop = 2 * n ** 3;
+    const stFlop = rows * stepFlops(c, L);
+    const g = (flop: number, ms: number) => flop / (ms / 1000) / 1e9;
+    const matmul = {
+      n,
+      threads,
+      bestMs: Math.min(...mmT),
+      medianMs: median(mmT),
+      bestGflops: g(mmFlop, Math.min(...mmT)),
+      medianGflops: g(mmFlop, median(mmT)),
+    };
+    const step = {
+      rows,
+      promptLength: L,
+      bestMs: Math.min(...stT),
+      medianMs: median(stT),
+      bestGflops: g(stFlop, Math.min(...stT)),
+      medianGflops: g(stFlop, median(stT)),
+    };
+    return {
+      matmul,
+      step,
+      shareBest: step.bestGflops / matmul.bestGflops,
+      shareMedian: step.medianGflops / matmul.medianGflops,
+    };
+  } finally {
+    await session.release();
+    await pool.close();
+  }
+}
+
+// -------------------------------------------------------------------------------------------
+
+export interface GpuTierBenchResult {
+  model: { preset: string; experts: number[]; threads: number; cores: number };
+  cache: CacheResult;
+  loads: LoadResult[];
+  ceiling: CeilingResult;
+  /** The 64-session batched load at the throughput prompt length, as FLOP rates. */
+  batch64: { promptLength: number; computeGflops: number; endToEndGflops: number };
+  goals: { cacheSpeedup20x: boolean; batching4xAt64: boolean; gflops60pct: boolean };
+}
+
+export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
+  const Lc = o.cachePromptLength ?? 256;
+  const Lt = o.throughputPromptLength ?? 64;
+  const loads = o.loads ?? [1, 16, 64];
+  const seconds = o.seconds ?? 4;
+  const threads = availableParallelism();
+  const config = preset('r1-seed');
+  console.log(
+    `gpu-tier: r1-seed experts ${EXPERTS.join(',')}, ${threads} intra-op threads, building the model...`,
+  );
+  const params = initRandom(
+    config,
+    o.seed ?? 1,
+    (s) => s.tier === 'expert-shared' || (s.tier === 'expert' && EXPERTS.includes(s.expert!)),
+  );
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
+  const model = join(dir, 'r1-seed-experts.safetensors');
+  writeFileSync(model, writeWeights(config, params, { shard: { kind: 'experts', experts: EXPERTS } }));
+  params.clear();
+  const common = [
+    '--provider',
+    'cpu',
+    '--threads',
+    String(threads),
+    '--cache-bytes',
+    '4GiB',
+    '--queue-limit',
+    '4096',
+  ];
+  try {
+    const results: LoadResult[] = [];
+    console.log('gpu-tier: unbatched server (max batch 1): cache vs recompute, then load...');
+    const unbatched = await startServer(model, [...common, '--max-batch', '1', '--max-wait-ms', '0']);
+    let cache: CacheResult;
+    try {
+      cache = await cacheVsRecompute(unbatched, config, Lc);
+      for (const n of loads) results.push(await load(unbatched, 'unbatched', config, n, Lt, seconds, 'u'));
+      if (o.longPromptLoad)
+        results.push(await load(unbatched, 'unbatched', config, 64, Lc, seconds, 'u-long'));
+    } finally {
+      await unbatched.stop();
+    }
+    console.log('gpu-tier: batched server (max batch 64, max wait 2 ms): load...');
+    const batched = await startServer(model, [...common, '--max-batch', '64', '--max-wait-ms', '2']);
+    try {
+      for (const n of loads) results.push(await load(batched, 'batched', config, n, Lt, seconds, 'b'));
+      if (o.longPromptLoad) results.push(await load(batched, 'batched', config, 64, Lc, seconds, 'b-long'));
+    } finally {
+      await batched.stop();
+    }
+    console.log('gpu-tier: MatMul ceiling and the batch-64 step, alternately...');
+    const roof = await ceiling(model, config, threads, 64, Lt);
+
+    const at = (mode: LoadResult['mode'], n: number, L = Lt) =>
+      results.find((r) => r.mode === mode && r.sessions === n && r.promptLength === L)!;
+    const b64 = at('batched', 64);
+    const batch64 = {
+      promptLength: Lt,
+      computeGflops: b64.computeGflops,
+      endToEndGflops: (b64.expertStepsPerS * stepFlops(config, Lt)) / 1e9,
+    };
+    const result: GpuTierBenchResult = {
+      model: { preset: 'r1-seed', experts: EXPERTS, threads, cores: availableParallelism() },
+      cache,
+      loads: results,
+      ceiling: roof,
+      batch64,
+      goals: {
+        cacheSpeedup20x: cache.speedup >= 20,
+        batching4xAt64: b64.expertStepsPerS / at('unbatched', 64).expertStepsPerS >= 4,
+        gflops60pct: roof.shareMedian >= 0.6,
+      },
+    };
+    report(result, at);
+    const path = writeResult('gpu-tier', result);
+    console.log(`\nwrote ${path}`);
+    return result;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function report(
+  r: GpuTierBenchResult,
+  at: (m: LoadResult['mode'], n: number, L?: number) => LoadResult,
+): void {
+  const c = r.cache;
+  printTable(
+    `A. per expert step at prompt length ${c.promptLength} (HTTP round trip, one session, one expert)`,
+    ['path', 'ms / step', 'vs cached'],
+    [
+      ['prompt cache hit', c.cachedStepMs, '1×'],
+      ['recompute: new session, prefill + step', c.recomputeStepMs, `${c.speedup.toFixed(1)}×`],
+      [
+        'recompute: KServe stateless expert-0',
+        c.statelessStepMs,
+        `${(c.statelessStepMs / c.cachedStepMs).toFixed(1)}×`,
+      ],
+    ],
+  );
+  printTable(
+    'B. aggregate throughput, 4 experts per session step (expert steps/s), latency per session step',
+    [
+      'prompt',
+      'sessions',
+      'mode',
+      'expert steps/s',
+      'batched/unbatched',
+      'p50 ms',
+      'p99 ms',
+      'mean batch',
+      'compute GFLOP/s',
+    ],
+    r.loads.map((x) => [
+      x.promptLength,
+      x.sessions,
+      x.mode,
+      x.expertStepsPerS,
+      x.mode === 'batched'
+        ? `${(x.expertStepsPerS / at('unbatched', x.sessions, x.promptLength).expertStepsPerS).toFixed(2)}×`
+        : '',
+      x.p50Ms,
+      x.p99Ms,
+      x.meanBatch,
+      x.computeGflops,
+    ]),
+  );
+  const { matmul: mm, step: st } = r.ceiling;
+  printTable(
+    `C. GFLOP/s of one batch of ${st.rows} expert steps (prompt ${st.promptLength}) vs one float32 MatMul, onnxruntime-node, ${mm.threads} threads`,
+    ['measure', 'best GFLOP/s', 'median GFLOP/s', 'median share'],
+    [
+      [`MatMul ${mm.n}³`, mm.bestGflops, mm.medianGflops, '100%'],
+      [
+        `batched step, ${st.rows} rows (server worker code)`,
+        st.bestGflops,
+        st.medianGflops,
+        `${(100 * r.ceiling.shareMedian).toFixed(0)}%`,
+      ],
+      [
+        '64 sessions through the server: worker compute time',
+        '',
+        r.batch64.computeGflops,
+        `${((100 * r.batch64.computeGflops) / mm.medianGflops).toFixed(0)}%`,
+      ],
+      [
+        '64 sessions through the server: end to end',
+        '',
+        r.batch64.endToEndGflops,
+        `${((100 * r.batch64.endToEndGflops) / mm.medianGflops).toFixed(0)}%`,
+      ],
+    ],
+  );
+  console.log(
+    `\ngoals: cache ≥ 20× ${r.goals.cacheSpeedup20x ? 'met' : 'NOT met'}; batching ≥ 4× at 64 ${r.goals.batching4xAt64 ? 'met' : 'NOT met'}; ` +
+      `≥ 60% of MatMul ${r.goals.gflops60pct ? 'met' : 'NOT met'}`,
+  );
+}
+
+if (import.meta.url === `file://${process.argv[1]}`)
+  await run({ longPromptLoad: process.argv.includes('--long') });
