@@ -13,19 +13,17 @@
 // workerd's clock has a 1 ms grain here (in production it is frozen during synchronous execution); a
 // sample uses it where it moved during the loop, else the outside time. Every op runs once per round, so
 // load from other processes on the box spreads evenly; medians and the best round are both reported.
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { join } from 'node:path';
 import { preset } from '@switchyard/shared/config';
 import { initRandom } from '@switchyard/shared/init';
 import { writeWeights } from '@switchyard/shared/weights/index';
 import asc from 'assemblyscript/asc';
-import * as esbuild from 'esbuild';
-import { Miniflare } from 'miniflare';
+import type { Miniflare } from 'miniflare';
 import { ensureBuilt } from '../wasm/src/node-loader.ts';
 import { printTable, quantile, writeResult } from './lib.ts';
+import { bundle, modulesOf, startWorker, wranglerBundle, type WorkerModule } from './workerd/bundle.ts';
 import {
   BANDWIDTH_SETS,
   bandwidthReps,
@@ -41,17 +39,9 @@ import {
 } from './workerd/ops.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-const COMPAT_DATE = '2026-04-01';
 const TARGET_MS = 120; // per measurement
 const ROUNDS = 7;
 const FRESH_STARTS = 3;
-
-type ModuleType = 'ESModule' | 'CompiledWasm' | 'Data';
-interface WorkerModule {
-  type: ModuleType;
-  path: string;
-  contents: string | Uint8Array;
-}
 
 // ---------------------------------------------------------------------------------------------- inputs
 
@@ -95,60 +85,6 @@ async function compileRoofline(): Promise<Uint8Array> {
       `roofline: expected asc to compile wasm/assembly/roofline.ts, found ${error?.message}\n${stderr}`,
     );
   return bytes;
-}
-
-/**
- * Bundles a Worker entry with esbuild as wrangler does (workerd conditions, ESM), leaving .wasm and
- * .safetensors imports to modules: files the packages hold are read from disk, `provided` ones given here.
- */
-async function bundle(
-  entry: string,
-  dir: string,
-  provided: Record<string, { type: ModuleType; contents: Uint8Array }>,
-): Promise<WorkerModule[]> {
-  const modules: WorkerModule[] = [];
-  const plugin: esbuild.Plugin = {
-    name: 'worker-modules',
-    setup(build) {
-      build.onResolve({ filter: /\.(wasm|safetensors)$/ }, async (args) => {
-        if (args.pluginData?.skip) return undefined;
-        const name = basename(args.path);
-        if (!modules.some((m) => basename(m.path) === name)) {
-          const given = provided[name];
-          if (given) modules.push({ type: given.type, path: join(dir, name), contents: given.contents });
-          else {
-            const r = await build.resolve(args.path, {
-              kind: args.kind,
-              importer: args.importer,
-              resolveDir: args.resolveDir,
-              pluginData: { skip: true },
-            });
-            if (r.errors.length) return { errors: r.errors };
-            const type: ModuleType = name.endsWith('.wasm') ? 'CompiledWasm' : 'Data';
-            modules.push({ type, path: join(dir, name), contents: new Uint8Array(readFileSync(r.path)) });
-          }
-        }
-        return { path: `./${name}`, external: true };
-      });
-    },
-  };
-  const out = await esbuild.build({
-    entryPoints: [entry],
-    bundle: true,
-    write: false,
-    format: 'esm',
-    platform: 'neutral',
-    mainFields: ['module', 'main'],
-    conditions: ['workerd', 'worker', 'browser'],
-    target: 'es2022',
-    logLevel: 'silent',
-    plugins: [plugin],
-  });
-  return [{ type: 'ESModule', path: join(dir, 'index.js'), contents: out.outputFiles[0].text }, ...modules];
-}
-
-function startWorker(dir: string, modules: WorkerModule[]): Miniflare {
-  return new Miniflare({ modules, modulesRoot: dir, compatibilityDate: COMPAT_DATE });
 }
 
 // ---------------------------------------------------------------------------------------------- timing
@@ -300,11 +236,12 @@ async function firstRequest(
   dir: string,
   modules: WorkerModule[],
   url: string,
+  bindings: Record<string, string> = {},
 ): Promise<FirstRequest> {
   const r: FirstRequest = { worker, startMs: [], firstMs: [], secondMs: [] };
   for (let i = 0; i < FRESH_STARTS; i++) {
     const t0 = performance.now();
-    const mf = startWorker(dir, modules);
+    const mf = startWorker(dir, modules, bindings);
     await mf.ready;
     const t1 = performance.now();
     const res = await mf.dispatchFetch(url);
@@ -323,53 +260,6 @@ async function firstRequest(
 }
 
 // ---------------------------------------------------------------------------------------------- bundle size
-
-interface BundleSize {
-  variant: string;
-  command: string;
-  rawBytes: number;
-  gzipBytes: number;
-  /** Wrangler's own "Total Upload" line. */
-  wrangler: string;
-  files: Array<{ name: string; rawBytes: number; gzipBytes: number }>;
-}
-
-function wranglerBundle(variant: string, outdir: string, extra: string[]): BundleSize {
-  const args = ['wrangler', 'deploy', '--dry-run', '--outdir', outdir, ...extra];
-  const r = spawnSync('npx', args, { cwd: ROOT, encoding: 'utf8' });
-  if (r.status !== 0)
-    throw new Error(`npx ${args.join(' ')}: expected exit 0, found ${r.status}\n${r.stdout}${r.stderr}`);
-  const total = /Total Upload: [^\n]*/.exec(r.stdout)?.[0] ?? '(no Total Upload line)';
-  const files = readdirSync(outdir)
-    .filter((f) => !f.endsWith('.map') && f !== 'README.md')
-    .map((f) => {
-      const bytes = readFileSync(join(outdir, f));
-      return { name: f, rawBytes: bytes.length, gzipBytes: gzipSync(bytes).length };
-    });
-  return {
-    variant,
-    command: `npx ${args.join(' ').replace(outdir, '<dir>')}`,
-    rawBytes: files.reduce((s, f) => s + f.rawBytes, 0),
-    gzipBytes: files.reduce((s, f) => s + f.gzipBytes, 0),
-    wrangler: total,
-    files,
-  };
-}
-
-function modulesOf(outdir: string): WorkerModule[] {
-  const files = readdirSync(outdir).filter((f) => !f.endsWith('.map') && f !== 'README.md');
-  const type = (f: string): ModuleType =>
-    f.endsWith('.js') ? 'ESModule' : f.endsWith('.wasm') ? 'CompiledWasm' : 'Data';
-  const entry = files.filter((f) => f === 'index.js');
-  return [...entry, ...files.filter((f) => f !== 'index.js')].map((f) => ({
-    type: type(f),
-    path: join(outdir, f),
-    contents:
-      type(f) === 'ESModule'
-        ? readFileSync(join(outdir, f), 'utf8')
-        : new Uint8Array(readFileSync(join(outdir, f))),
-  }));
-}
 
 // ---------------------------------------------------------------------------------------------- run
 
@@ -425,6 +315,13 @@ export async function run(): Promise<void> {
       defaultOut,
       modulesOf(defaultOut),
       'http://edge/health',
+    );
+    const firstOrt = await firstRequest(
+      'edge Worker, ort-web build, COMPUTE_BACKEND=ort-web, GET /health',
+      ortOut,
+      modulesOf(ortOut),
+      'http://edge/health',
+      { COMPUTE_BACKEND: 'ort-web' },
     );
 
     // ---- tables (median over the rounds; "best" is the fastest round, the least disturbed by other load)
@@ -519,7 +416,7 @@ export async function run(): Promise<void> {
     printTable(
       `first request of a fresh workerd process, ms (median of ${FRESH_STARTS} starts)`,
       ['worker', 'process start', 'first request', 'start + first', 'second request'],
-      [firstRow(firstR1), firstRow(firstEdge)],
+      [firstRow(firstR1), firstRow(firstEdge), firstRow(firstOrt)],
     );
     printTable(
       'edge Worker bundle (wrangler deploy --dry-run; .map and README left out)',
@@ -571,7 +468,7 @@ export async function run(): Promise<void> {
       ),
       roofline: roofRows.map(([quantity, median, best]) => ({ quantity, median, best })),
       ratios,
-      firstRequest: [firstR1, firstEdge],
+      firstRequest: [firstR1, firstEdge, firstOrt],
       bundle: sizes,
       goals: goals.map((g) => ({ goal: g[0], measured: g[1], target: `${g[2]} ${g[3]}`, met: met(g) })),
       clockCheck: {
