@@ -6,7 +6,7 @@
 // `npx tsx bench/gpu-tier.ts` or `npm run bench -- gpu-tier`; JSON goes to bench/results/gpu-tier.json.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
@@ -261,28 +261,29 @@ async function load(
 
 // ------------------------------------------------------------------------------------------- C
 
-export interface CeilingResult {
-  /** One n×n×n float32 MatMul session in onnxruntime-node with the server's thread count. */
-  matmul: {
-    n: number;
-    threads: number;
-    bestMs: number;
-    medianMs: number;
-    bestGflops: number;
-    medianGflops: number;
-  };
-  /** One batched step of expert 0 in the server's worker code (WorkerPool), rows × prompt length. */
-  step: {
-    rows: number;
-    promptLength: number;
-    bestMs: number;
-    medianMs: number;
-    bestGflops: number;
-    medianGflops: number;
-  };
-  /** step GFLOP/s over MatMul GFLOP/s, best against best and median against median. */
+/** Best and median of the timed runs, in ms, and the FLOP rate at each. */
+export interface Timing {
+  bestMs: number;
+  medianMs: number;
+  bestGflops: number;
+  medianGflops: number;
+}
+
+export interface EngineResult {
+  threads: number;
+  /** One 1024³ float32 MatMul session in onnxruntime-node: the runtime's ceiling. */
+  matmul: Timing;
+  /** One batched step of 64 rows at the throughput prompt length, in the server's worker code. */
+  step64: Timing & { rows: number; promptLength: number };
+  /** One step of one row at the section A prompt length, from the prompt cache. */
+  step1: Timing & { promptLength: number };
+  /** The prefill of that prompt (what a step without the cache has to redo). */
+  prefill: Timing & { promptLength: number };
+  /** step64 GFLOP/s over MatMul GFLOP/s, best against best and median against median. */
   shareBest: number;
   shareMedian: number;
+  /** (prefill + step1) / step1, medians: the prompt cache's saving in compute alone. */
+  cacheSpeedup: number;
 }
 
 function matMulSession(n: number, threads: number) {
@@ -298,21 +299,31 @@ function matMulSession(n: number, threads: number) {
   return ort.InferenceSession.create(g.build({ graphName: 'matmul', doc: 'bench' }), {
     graphOptimizationLevel: 'all',
     intraOpNumThreads: threads,
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
   });
 }
 
+function timing(ms: number[], flop: number): Timing {
+  const t = ms.slice(2); // the first two warm up sessions and buffers
+  const best = Math.min(...t);
+  const med = median(t);
+  return { bestMs: best, medianMs: med, bestGflops: flop / best / 1e6, medianGflops: flop / med / 1e6 };
+}
+
 /**
- * The runtime's ceiling and the expert step at batch `rows`, measured alternately in the same process so
- * that load from elsewhere on the machine hits both alike. The step runs in the server's own worker code.
+ * Compute without HTTP: the MatMul ceiling, the batch-64 step, a single cached step and a prefill, measured
+ * round-robin in the same process so that load from elsewhere on the machine hits them alike. The expert
+ * runs go through the server's own worker code (WorkerPool) and are timed inside the worker.
  */
-async function ceiling(
+async function engine(
   model: string,
   c: ModelConfig,
   threads: number,
-  rows: number,
-  L: number,
-): Promise<CeilingResult> {
+  Lt: number,
+  Lc: number,
+): Promise<EngineResult> {
   const n = 1024;
+  const rows = 64;
   const bytes = readFileSync(model);
   const weights = new Uint8Array(new SharedArrayBuffer(bytes.length));
   weights.set(bytes);
@@ -326,12 +337,15 @@ async function ceiling(
   });
   const session = await matMulSession(n, threads);
   try {
+    const prefill = async (tokens: number[]) =>
+      (await pool.run({ kind: 'prefill', expert: 0, tokens: Int32Array.from(tokens) })) as {
+        result: PrefillResult;
+        computeUs: number;
+      };
     const caches: PrefillResult[] = [];
-    for (let i = 0; i < rows; i++)
-      caches.push(
-        (await pool.run({ kind: 'prefill', expert: 0, tokens: Int32Array.from(prompt(500 + i, L)) }))
-          .result as PrefillResult,
-      );
+    for (let i = 0; i < rows; i++) caches.push((await prefill(prompt(500 + i, Lt))).result);
+    const long = prompt(1, Lc);
+    const longCache = (await prefill(long)).result;
     const H = c.controller.hidden;
     const h = new Float32Array(rows * H);
     for (let i = 0; i < rows; i++) h.set(hidden(i, H), i * H);
@@ -343,43 +357,34 @@ async function ceiling(
         [n, n],
       ),
     };
-    const mm: number[] = [];
-    const st: number[] = [];
+    const t = { mm: [] as number[], s64: [] as number[], s1: [] as number[], pre: [] as number[] };
     for (let i = 0; i < 9; i++) {
-      let t0 = performance.now();
+      const t0 = performance.now();
       await session.run(feeds);
-      mm.push(performance.now() - t0);
-      t0 = performance.now();
-      const r = await pool.run({ kind: 'step', expert: 0, h, rows: caches });
-      st.push(r.computeUs / 1000);
+      t.mm.push(performance.now() - t0);
+      t.s64.push((await pool.run({ kind: 'step', expert: 0, h, rows: caches })).computeUs / 1000);
+      t.s1.push(
+        (await pool.run({ kind: 'step', expert: 0, h: h.subarray(0, H), rows: [longCache] })).computeUs /
+          1000,
+      );
+      t.pre.push((await prefill(long)).computeUs / 1000);
     }
-    // The first two of each warm up the sessions and the worker's buffers.
-    const mmT = mm.slice(2);
-    const stT = st.slice(2);
-    const mmFlop = 2 * n ** 3;
-    const stFlop = rows * stepFlops(c, L);
-    const g = (flop: number, ms: number) => flop / (ms / 1000) / 1e9;
-    const matmul = {
-      n,
-      threads,
-      bestMs: Math.min(...mmT),
-      medianMs: median(mmT),
-      bestGflops: g(mmFlop, Math.min(...mmT)),
-      medianGflops: g(mmFlop, median(mmT)),
-    };
-    const step = {
-      rows,
-      promptLength: L,
-      bestMs: Math.min(...stT),
-      medianMs: median(stT),
-      bestGflops: g(stFlop, Math.min(...stT)),
-      medianGflops: g(stFlop, median(stT)),
-    };
+    const { width: D, layers, ffn: F } = c.experts;
+    // Prefill: every prompt row through every layer, plus L×L attention.
+    const prefillFlop = layers * (Lc * 2 * (4 * D * D + 2 * D * F) + 2 * 2 * Lc * Lc * D);
+    const matmul = timing(t.mm, 2 * n ** 3);
+    const step64 = { rows, promptLength: Lt, ...timing(t.s64, rows * stepFlops(c, Lt)) };
+    const step1 = { promptLength: Lc, ...timing(t.s1, stepFlops(c, Lc)) };
+    const pre = { promptLength: Lc, ...timing(t.pre, prefillFlop) };
     return {
+      threads,
       matmul,
-      step,
-      shareBest: step.bestGflops / matmul.bestGflops,
-      shareMedian: step.medianGflops / matmul.medianGflops,
+      step64,
+      step1,
+      prefill: pre,
+      shareBest: step64.bestGflops / matmul.bestGflops,
+      shareMedian: step64.medianGflops / matmul.medianGflops,
+      cacheSpeedup: (pre.medianMs + step1.medianMs) / step1.medianMs,
     };
   } finally {
     await session.release();
@@ -393,10 +398,17 @@ export interface GpuTierBenchResult {
   model: { preset: string; experts: number[]; threads: number; cores: number };
   cache: CacheResult;
   loads: LoadResult[];
-  ceiling: CeilingResult;
+  engine: EngineResult;
+  /** os.loadavg() before and after: this machine is shared, and the figures move with its load. */
+  load: { before: number[]; after: number[] };
   /** The 64-session batched load at the throughput prompt length, as FLOP rates. */
   batch64: { promptLength: number; computeGflops: number; endToEndGflops: number };
-  goals: { cacheSpeedup20x: boolean; batching4xAt64: boolean; gflops60pct: boolean };
+  goals: {
+    cacheSpeedup20x: boolean;
+    cacheSpeedup20xOverHttp: boolean;
+    batching4xAt64: boolean;
+    gflops60pct: boolean;
+  };
 }
 
 export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
@@ -405,6 +417,7 @@ export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
   const loads = o.loads ?? [1, 16, 64];
   const seconds = o.seconds ?? 4;
   const threads = availableParallelism();
+  const loadBefore = loadavg();
   const config = preset('r1-seed');
   console.log(
     `gpu-tier: r1-seed experts ${EXPERTS.join(',')}, ${threads} intra-op threads, building the model...`,
@@ -449,8 +462,8 @@ export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
     } finally {
       await batched.stop();
     }
-    console.log('gpu-tier: MatMul ceiling and the batch-64 step, alternately...');
-    const roof = await ceiling(model, config, threads, 64, Lt);
+    console.log('gpu-tier: engine without HTTP: MatMul ceiling, batch-64 step, cached step, prefill...');
+    const eng = await engine(model, config, threads, Lt, Lc);
 
     const at = (mode: LoadResult['mode'], n: number, L = Lt) =>
       results.find((r) => r.mode === mode && r.sessions === n && r.promptLength === L)!;
@@ -464,12 +477,14 @@ export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
       model: { preset: 'r1-seed', experts: EXPERTS, threads, cores: availableParallelism() },
       cache,
       loads: results,
-      ceiling: roof,
+      engine: eng,
+      load: { before: loadBefore, after: loadavg() },
       batch64,
       goals: {
-        cacheSpeedup20x: cache.speedup >= 20,
+        cacheSpeedup20x: eng.cacheSpeedup >= 20,
+        cacheSpeedup20xOverHttp: cache.speedup >= 20,
         batching4xAt64: b64.expertStepsPerS / at('unbatched', 64).expertStepsPerS >= 4,
-        gflops60pct: roof.shareMedian >= 0.6,
+        gflops60pct: eng.shareMedian >= 0.6,
       },
     };
     report(result, at);
@@ -526,34 +541,51 @@ function report(
       x.computeGflops,
     ]),
   );
-  const { matmul: mm, step: st } = r.ceiling;
+  const e = r.engine;
   printTable(
-    `C. GFLOP/s of one batch of ${st.rows} expert steps (prompt ${st.promptLength}) vs one float32 MatMul, onnxruntime-node, ${mm.threads} threads`,
+    `A'. the same in compute alone (worker time, no HTTP), prompt length ${e.step1.promptLength}`,
+    ['run', 'best ms', 'median ms', 'vs cached step'],
+    [
+      ['cached step (1 row)', e.step1.bestMs, e.step1.medianMs, '1×'],
+      ['prefill', e.prefill.bestMs, e.prefill.medianMs, ''],
+      [
+        'prefill + step (no cache)',
+        '',
+        e.prefill.medianMs + e.step1.medianMs,
+        `${e.cacheSpeedup.toFixed(1)}×`,
+      ],
+    ],
+  );
+  printTable(
+    `C. GFLOP/s of one batch of ${e.step64.rows} expert steps (prompt ${e.step64.promptLength}) vs one float32 MatMul, onnxruntime-node, ${e.threads} threads`,
     ['measure', 'best GFLOP/s', 'median GFLOP/s', 'median share'],
     [
-      [`MatMul ${mm.n}³`, mm.bestGflops, mm.medianGflops, '100%'],
+      ['MatMul 1024³', e.matmul.bestGflops, e.matmul.medianGflops, '100%'],
       [
-        `batched step, ${st.rows} rows (server worker code)`,
-        st.bestGflops,
-        st.medianGflops,
-        `${(100 * r.ceiling.shareMedian).toFixed(0)}%`,
+        `batched step, ${e.step64.rows} rows (server worker code)`,
+        e.step64.bestGflops,
+        e.step64.medianGflops,
+        `${(100 * e.shareMedian).toFixed(0)}%`,
       ],
       [
         '64 sessions through the server: worker compute time',
         '',
         r.batch64.computeGflops,
-        `${((100 * r.batch64.computeGflops) / mm.medianGflops).toFixed(0)}%`,
+        `${((100 * r.batch64.computeGflops) / e.matmul.medianGflops).toFixed(0)}%`,
       ],
       [
         '64 sessions through the server: end to end',
         '',
         r.batch64.endToEndGflops,
-        `${((100 * r.batch64.endToEndGflops) / mm.medianGflops).toFixed(0)}%`,
+        `${((100 * r.batch64.endToEndGflops) / e.matmul.medianGflops).toFixed(0)}%`,
       ],
     ],
   );
   console.log(
-    `\ngoals: cache ≥ 20× ${r.goals.cacheSpeedup20x ? 'met' : 'NOT met'}; batching ≥ 4× at 64 ${r.goals.batching4xAt64 ? 'met' : 'NOT met'}; ` +
+    `\nload average (1 min) before ${r.load.before[0].toFixed(1)}, after ${r.load.after[0].toFixed(1)} on ${r.model.cores} cores`,
+  );
+  console.log(
+    `goals: cache ≥ 20× ${r.goals.cacheSpeedup20x ? 'met' : 'NOT met'} in compute, ${r.goals.cacheSpeedup20xOverHttp ? 'met' : 'NOT met'} over HTTP; batching ≥ 4× at 64 ${r.goals.batching4xAt64 ? 'met' : 'NOT met'}; ` +
       `≥ 60% of MatMul ${r.goals.gflops60pct ? 'met' : 'NOT met'}`,
   );
 }
