@@ -28,7 +28,13 @@ export type BandwidthSet = keyof typeof BANDWIDTH_SETS;
 
 /** Loop iterations per call of a peak operation, and multiply-adds per iteration (wasm/assembly/roofline.ts). */
 export const PEAK_ITERS = 100_000;
-export const PEAK_MACS_PER_ITER = { dot_i16: 96, load_dot: 64, dot_i8_relaxed: 192, fma_f32: 48 } as const;
+export const PEAK_MACS_PER_ITER = {
+  dot_i16: 96,
+  load_dot: 64,
+  load16_dot: 64,
+  dot_i8_relaxed: 192,
+  fma_f32: 48,
+} as const;
 export type PeakOp = keyof typeof PEAK_MACS_PER_ITER;
 
 export const ROOF_OPS = [

@@ -38,6 +38,7 @@ interface RooflineExports {
   read_bytes(p: number, bytes: number, reps: number): number;
   dot_i16(iters: number, seed: number): number;
   load_dot(p: number, iters: number, seed: number): number;
+  load16_dot(p: number, iters: number, seed: number): number;
   dot_i8_relaxed(iters: number, seed: number): number;
   fma_f32(iters: number, seed: number): number;
 }
@@ -180,6 +181,7 @@ async function setup(): Promise<Bench> {
   const block = roof.buffer(512);
   ops.set('peak:dot_i16', () => roof.dot_i16(PEAK_ITERS, 3));
   ops.set('peak:load_dot', () => roof.load_dot(block, PEAK_ITERS, 3));
+  ops.set('peak:load16_dot', () => roof.load16_dot(block, PEAK_ITERS, 3));
   ops.set('peak:dot_i8_relaxed', () => roof.dot_i8_relaxed(PEAK_ITERS, 3));
   ops.set('peak:fma_f32', () => roof.fma_f32(PEAK_ITERS, 0.5));
   return { ops };
