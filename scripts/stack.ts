@@ -106,24 +106,25 @@ export async function startGpuTier(o: GpuTierOptions): Promise<Proc> {
     String(o.port ?? 0),
     '--provider',
     'cpu',
-    ...(o.secret ? ['--secret', o.secret] : ['--insecure-no-auth']),
+    ...(o.secret ? [] : ['--insecure-no-auth']),
     ...(o.args ?? []),
   ];
+  // The bin, not src/main.ts: main.ts only exports main(), so watching it ran nothing and `npm run dev`
+  // waited 90 s for a ready line that never came. tsx watch follows the bin's imports into src/.
+  const bin = join(ROOT, 'gpu-backend/bin/switchyard-gpu.mjs');
   const args = o.watch
-    ? [
-        join(ROOT, 'node_modules/tsx/dist/cli.mjs'),
-        'watch',
-        '--clear-screen=false',
-        join(ROOT, 'gpu-backend/src/main.ts'),
-        ...flags,
-      ]
-    : [join(ROOT, 'gpu-backend/bin/switchyard-gpu.mjs'), ...flags];
-  const { child, output } = launch('gpu', args, {}, o.echo);
+    ? [join(ROOT, 'node_modules/tsx/dist/cli.mjs'), 'watch', '--clear-screen=false', bin, ...flags]
+    : [bin, ...flags];
+  // The secret goes in the environment, not argv, where `ps` would show it to every user of the machine.
+  const env = o.secret ? { SWITCHYARD_GPU_SECRET: o.secret } : {};
+  const { child, output } = launch('gpu', args, env, o.echo);
+  const p = proc('gpu', child, '', output);
   const url = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(
-      () => rej(new Error(`switchyard-gpu printed no ready line within 90 s:\n${output()}`)),
-      90_000,
-    );
+    const timer = setTimeout(() => {
+      // A process that never got ready must not outlive the caller that gives up on it.
+      void p.kill();
+      rej(new Error(`switchyard-gpu printed no ready line within 90 s:\n${output()}`));
+    }, 90_000);
     const check = () => {
       const m = /switchyard-gpu listening on (http:\/\/\S+)/.exec(output());
       if (m) {
@@ -138,7 +139,7 @@ export async function startGpuTier(o: GpuTierOptions): Promise<Proc> {
       rej(new Error(`switchyard-gpu exited (${code}) before it was ready:\n${output()}`));
     });
   });
-  return proc('gpu', child, url, output);
+  return { ...p, url };
 }
 
 export interface EdgeOptions {
@@ -146,27 +147,54 @@ export interface EdgeOptions {
   vars: Record<string, string>;
   /** Durable Object storage; kept across restarts of the edge when the caller passes the same folder. */
   persistTo: string;
+  /** The wrangler config (default: the repository's wrangler.toml). */
+  config?: string;
   echo?: boolean;
+}
+
+/** Vars that are secrets in a deployment: they reach wrangler dev through an env file, never argv. */
+export const SECRET_VARS = ['EXPERT_HMAC_SECRET', 'API_KEYS'];
+
+/** KEY='value' lines; single quotes keep JSON's double quotes literal in wrangler's .env parser. */
+function envFileText(vars: Record<string, string>): string {
+  return Object.entries(vars)
+    .map(([k, v]) => {
+      if (v.includes("'") || v.includes('\n'))
+        throw new Error(
+          `${k}: expected a value without single quotes or newlines for the env file, found ${JSON.stringify(v)}`,
+        );
+      return `${k}='${v}'\n`;
+    })
+    .join('');
 }
 
 /** The edge Worker in wrangler dev, resolved once GET /health answers 200. */
 export async function startEdge(o: EdgeOptions): Promise<Proc> {
   const port = o.port ?? (await freePort());
+  const secrets = Object.fromEntries(Object.entries(o.vars).filter(([k]) => SECRET_VARS.includes(k)));
+  const plain = Object.entries(o.vars).filter(([k]) => !SECRET_VARS.includes(k));
+  // A private folder per start: the file is read once at start-up and removed when the edge stops.
+  const secretDir = mkdtempSync(join(tmpdir(), 'switchyard-secrets-'));
+  const envFile = join(secretDir, 'edge.env');
+  writeFileSync(envFile, envFileText(secrets), { mode: 0o600 });
   const args = [
     join(ROOT, 'node_modules/wrangler/bin/wrangler.js'),
     'dev',
     '--config',
-    join(ROOT, 'wrangler.toml'),
+    o.config ?? join(ROOT, 'wrangler.toml'),
     '--ip',
     '127.0.0.1',
     '--port',
     String(port),
     '--persist-to',
     o.persistTo,
+    '--env-file',
+    envFile,
     '--show-interactive-dev-session=false',
-    ...Object.entries(o.vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
+    ...plain.flatMap(([k, v]) => ['--var', `${k}:${v}`]),
   ];
   const { child, output } = launch('edge', args, { WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' }, o.echo);
+  child.once('exit', () => rmSync(secretDir, { recursive: true, force: true }));
   const url = `http://127.0.0.1:${port}`;
   const p = proc('edge', child, url, output);
   const deadline = Date.now() + 120_000;
@@ -193,10 +221,68 @@ export function prepareEdgeModel(model: string): void {
   writeFileSync(EDGE_MODEL_FILE, edge);
 }
 
+/**
+ * Whether the Worker's bundled edge file (edge/model/edge.safetensors) is the edge part of `model`. When it
+ * is not, startStack serves the edge weights from a local R2 bucket instead of overwriting that file: it is
+ * tracked, and the edge's own tests pin it to the golden model.
+ */
+export function bundledEdgeMatches(model: string): { matches: boolean; edge: Uint8Array } {
+  const { edge } = splitWeights(readWeights(new Uint8Array(readFileSync(model))), 1);
+  const matches = existsSync(EDGE_MODEL_FILE) && Buffer.compare(readFileSync(EDGE_MODEL_FILE), edge) === 0;
+  return { matches, edge };
+}
+
+export const WEIGHTS_BUCKET = 'switchyard-weights';
+
+/**
+ * A copy of wrangler.toml in `dir` that also binds the R2 bucket WEIGHTS, with the edge weights put into its
+ * local storage under `persistTo` (as `wrangler r2 object put --local` does for a developer). Returns the
+ * config path and the object key for WEIGHTS_R2_KEY.
+ */
+export async function prepareR2EdgeWeights(
+  edge: Uint8Array,
+  dir: string,
+  persistTo: string,
+): Promise<{ config: string; key: string }> {
+  let text = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8');
+  // Paths in a wrangler config are relative to the config file; this one lives elsewhere.
+  text = text.replace(/^main = "(.*)"$/m, (_, main: string) => `main = ${JSON.stringify(join(ROOT, main))}`);
+  if (!/^binding = "WEIGHTS"$/m.test(text))
+    text += `\n[[r2_buckets]]\nbinding = "WEIGHTS"\nbucket_name = "${WEIGHTS_BUCKET}"\n`;
+  const config = join(dir, 'wrangler.toml');
+  writeFileSync(config, text);
+  const key = `edge-${createHash('sha256').update(edge).digest('hex').slice(0, 16)}.safetensors`;
+  const file = join(dir, key);
+  writeFileSync(file, edge);
+  const args = [
+    join(ROOT, 'node_modules/wrangler/bin/wrangler.js'),
+    'r2',
+    'object',
+    'put',
+    `${WEIGHTS_BUCKET}/${key}`,
+    '--file',
+    file,
+    '--local',
+    '--persist-to',
+    persistTo,
+    '--config',
+    config,
+  ];
+  const { child, output } = launch('r2', args, { WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' });
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  if (code !== 0)
+    throw new Error(`wrangler r2 object put: expected exit status 0, found ${code}:\n${output()}`);
+  return { config, key };
+}
+
 export interface StackOptions {
   model?: string;
+  /** The model id clients ask for (default: switchyard-reasoner for the trained model, else switchyard-tiny). */
+  modelName?: string;
   edgePort?: number;
   gpuPort?: number;
+  /** Extra switchyard-gpu flags (e.g. --workers, --threads). */
+  gpuArgs?: string[];
   /** One API key for local use; printed by npm start. */
   apiKey?: string;
   persistTo?: string;
@@ -207,6 +293,7 @@ export interface StackOptions {
 
 export interface Stack {
   edge: Proc;
+  /** Replace it (after stopping the old one) to bring the GPU tier back: stop() stops whatever is here. */
   gpu: Proc;
   model: string;
   modelName: string;
@@ -214,6 +301,8 @@ export interface Stack {
   persistTo: string;
   secret: string;
   vars: Record<string, string>;
+  /** "bundled", or "r2:<key>" when the model's edge part is not the bundled file. */
+  edgeWeights: string;
   /** Restarts the edge process on the same storage (sessions must survive it). */
   restartEdge(): Promise<Proc>;
   stop(): Promise<void>;
@@ -223,13 +312,40 @@ export const LOCAL_API_KEY = 'sk-switchyard-local';
 
 export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const model = resolve(o.model ?? defaultModel());
-  prepareEdgeModel(model);
+  const { matches, edge: edgeBytes } = bundledEdgeMatches(model);
   // A fresh HMAC secret per run: the tiers authenticate each other even locally, and nothing is left to leak.
   const secret = randomBytes(24).toString('hex');
   const apiKey = o.apiKey ?? LOCAL_API_KEY;
   const persistTo = o.persistTo ?? mkdtempSync(join(tmpdir(), 'switchyard-edge-'));
-  const modelName = model.includes('reasoner') ? 'switchyard-reasoner' : 'switchyard-tiny';
-  const gpu = await startGpuTier({ model, port: o.gpuPort, secret, watch: o.watch, echo: o.echo });
+  const scratch = mkdtempSync(join(tmpdir(), 'switchyard-stack-'));
+  const cleanup = () => {
+    rmSync(scratch, { recursive: true, force: true });
+    if (!o.persistTo) rmSync(persistTo, { recursive: true, force: true });
+  };
+  const modelName = o.modelName ?? (model.includes('reasoner') ? 'switchyard-reasoner' : 'switchyard-tiny');
+  let config: string | undefined;
+  const weightVars: Record<string, string> = {};
+  let edgeWeights = 'bundled';
+  let gpu: Proc;
+  try {
+    if (!matches) {
+      const r2 = await prepareR2EdgeWeights(edgeBytes, scratch, persistTo);
+      config = r2.config;
+      weightVars.WEIGHTS_R2_KEY = r2.key;
+      edgeWeights = `r2:${r2.key}`;
+    }
+    gpu = await startGpuTier({
+      model,
+      port: o.gpuPort,
+      secret,
+      args: o.gpuArgs,
+      watch: o.watch,
+      echo: o.echo,
+    });
+  } catch (e) {
+    cleanup();
+    throw e;
+  }
   const vars = {
     MODEL_NAME: modelName,
     EXPERT_SHARDS: JSON.stringify([
@@ -242,13 +358,15 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     API_KEYS: JSON.stringify([
       { sha256: createHash('sha256').update(apiKey).digest('hex'), tenant: 'local' },
     ]),
+    ...weightVars,
     ...o.extraVars,
   };
   let edge: Proc;
   try {
-    edge = await startEdge({ port: o.edgePort, vars, persistTo, echo: o.echo });
+    edge = await startEdge({ port: o.edgePort, vars, persistTo, config, echo: o.echo });
   } catch (e) {
     await gpu.stop();
+    cleanup();
     throw e;
   }
   const stack: Stack = {
@@ -260,15 +378,16 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     persistTo,
     secret,
     vars,
+    edgeWeights,
     async restartEdge() {
       const port = Number(new URL(stack.edge.url).port);
       await stack.edge.stop();
-      stack.edge = await startEdge({ port, vars, persistTo, echo: o.echo });
+      stack.edge = await startEdge({ port, vars, persistTo, config, echo: o.echo });
       return stack.edge;
     },
     async stop() {
       await Promise.all([stack.edge.stop(), stack.gpu.stop()]);
-      if (!o.persistTo) rmSync(persistTo, { recursive: true, force: true });
+      cleanup();
     },
   };
   return stack;

@@ -73,6 +73,7 @@ Try it:
     -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
     -d '{"model":"${modelName}","stream":true,"messages":[{"role":"user","content":"What is 23+45?"}]}'
 
+  # the openai client, from the repository root (where the openai package is installed):
   node --input-type=module -e "
     import OpenAI from 'openai';
     const client = new OpenAI({ baseURL: '${edge.url}/v1', apiKey: '${apiKey}' });
