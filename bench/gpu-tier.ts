@@ -443,24 +443,26 @@ export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
   ];
   try {
     const results: LoadResult[] = [];
-    console.log('gpu-tier: unbatched server (max batch 1): cache vs recompute, then load...');
+    // Both servers stay up and each load runs on one and then the other, back to back, so that changes in
+    // the machine's load over the run hit both modes alike.
+    console.log(
+      'gpu-tier: starting an unbatched (max batch 1) and a batched (max batch 64, max wait 2 ms) server...',
+    );
     const unbatched = await startServer(model, [...common, '--max-batch', '1', '--max-wait-ms', '0']);
+    const batched = await startServer(model, [...common, '--max-batch', '64', '--max-wait-ms', '2']);
     let cache: CacheResult;
     try {
+      console.log('gpu-tier: cache vs recompute...');
       cache = await cacheVsRecompute(unbatched, config, Lc);
-      for (const n of loads) results.push(await load(unbatched, 'unbatched', config, n, Lt, seconds, 'u'));
-      if (o.longPromptLoad)
-        results.push(await load(unbatched, 'unbatched', config, 64, Lc, seconds, 'u-long'));
+      const plan = loads.map((n) => [n, Lt]);
+      if (o.longPromptLoad) plan.push([64, Lc]);
+      for (const [n, L] of plan) {
+        console.log(`gpu-tier: ${n} sessions, prompt ${L}...`);
+        results.push(await load(unbatched, 'unbatched', config, n, L, seconds, `u${L}`));
+        results.push(await load(batched, 'batched', config, n, L, seconds, `b${L}`));
+      }
     } finally {
-      await unbatched.stop();
-    }
-    console.log('gpu-tier: batched server (max batch 64, max wait 2 ms): load...');
-    const batched = await startServer(model, [...common, '--max-batch', '64', '--max-wait-ms', '2']);
-    try {
-      for (const n of loads) results.push(await load(batched, 'batched', config, n, Lt, seconds, 'b'));
-      if (o.longPromptLoad) results.push(await load(batched, 'batched', config, 64, Lc, seconds, 'b-long'));
-    } finally {
-      await batched.stop();
+      await Promise.all([unbatched.stop(), batched.stop()]);
     }
     console.log('gpu-tier: engine without HTTP: MatMul ceiling, batch-64 step, cached step, prefill...');
     const eng = await engine(model, config, threads, Lt, Lc);

@@ -12,7 +12,7 @@ import type { ResolvedProvider } from './jobs.ts';
 import { serverMetrics, type ServerMetrics } from './metrics.ts';
 import { PromptCache } from './prompt-cache.ts';
 import { routes } from './routes.ts';
-import { ExpertService } from './service.ts';
+import { AdmissionQueue, ExpertService } from './service.ts';
 import { WorkerPool } from './worker-pool.ts';
 
 export interface RunningServer {
@@ -98,36 +98,35 @@ export async function startServer(
 
   const metrics = serverMetrics();
   const cache = new PromptCache(o.cacheBytes);
-  let service: ExpertService | undefined;
+  const admission = new AdmissionQueue(o.queueLimit);
   const batcher = new StepBatcher(pool, {
     maxBatch: o.maxBatch,
     maxWaitMs: o.maxWaitMs,
     hidden: config.controller.hidden,
     onDispatch: (expert, rows) => {
-      service?.admission.release(rows);
+      admission.release(rows);
       metrics.batchSize.observe({ expert }, rows);
     },
     onBatch: (expert, _rows, computeUs, ok) => {
       if (ok) metrics.batchComputeSeconds.observe({ expert }, computeUs / 1e6);
     },
   });
-  service = new ExpertService({
+  const service = new ExpertService({
     config,
     served: experts,
     cache,
     batcher,
     runner: pool,
-    queueLimit: o.queueLimit,
+    admission,
     metrics,
   });
-  const svc = service;
 
   const r = metrics.registry;
   r.sampled(
     'switchyard_gpu_queue_depth',
     'Expert rows admitted and not yet handed to a worker.',
     'gauge',
-    () => svc.admission.size,
+    () => admission.size,
   );
   r.sampled(
     'switchyard_gpu_batcher_queued_rows',

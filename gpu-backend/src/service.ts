@@ -23,7 +23,8 @@ export interface ServiceOptions {
   cache: PromptCache;
   batcher: StepBatcher;
   runner: JobRunner;
-  queueLimit: number;
+  /** Shared with the batcher, which releases rows as it hands them to a worker. */
+  admission: AdmissionQueue;
   metrics: ServerMetrics;
 }
 
@@ -57,13 +58,11 @@ const ms = (us: number) => us / 1e6;
 
 export class ExpertService {
   readonly limits: DecodeLimits;
-  readonly admission: AdmissionQueue;
   private readonly served: Set<number>;
   private readonly prefilling = new Map<string, Promise<{ entry: PromptEntry; computeUs: number }>>();
 
   constructor(private readonly o: ServiceOptions) {
     this.served = new Set(o.served);
-    this.admission = new AdmissionQueue(o.queueLimit);
     this.limits = {
       maxExperts: o.config.experts.count,
       hidden: o.config.controller.hidden,
@@ -118,7 +117,7 @@ export class ExpertService {
     }
     const K = req.experts.length;
     // The rows leave the admission queue when their batch goes to a worker (the batcher's onDispatch).
-    this.admission.admit(K);
+    this.o.admission.admit(K);
     const run = async (e: number, i: number) => {
       let prefillUs = 0;
       let entry = hits[i];
@@ -128,7 +127,7 @@ export class ExpertService {
           entry = p.entry;
           prefillUs = p.computeUs;
         } catch (err) {
-          this.admission.release(1);
+          this.o.admission.release(1);
           throw err;
         }
       }
@@ -217,14 +216,14 @@ export class ExpertService {
   ): Promise<Float32Array> {
     this.checkServed([expert]);
     const batch = promptLen.length;
-    this.admission.admit(batch);
+    this.o.admission.admit(batch);
     const t0 = performance.now();
     let released = false;
     try {
       const { result } = await new Promise<{ result: JobResult }>((resolve, reject) =>
         this.o.runner.schedule(() => {
           released = true;
-          this.admission.release(batch);
+          this.o.admission.release(batch);
           return {
             job: { kind: 'stateless', expert, tokens, promptLen, h, batch, width: tokens.length / batch },
             settle: (o) => (o.ok ? resolve({ result: o.result }) : reject(o.error)),
@@ -236,7 +235,7 @@ export class ExpertService {
       this.o.metrics.expertSeconds.observe({ expert, phase: 'stateless' }, (performance.now() - t0) / 1000);
       return result.y;
     } finally {
-      if (!released) this.admission.release(batch);
+      if (!released) this.o.admission.release(batch);
     }
   }
 
