@@ -12,7 +12,7 @@ import {
 import type { ControllerState, EdgeComputeBackend, LtmStore } from '@switchyard/shared/interfaces';
 import { encodeText } from '@switchyard/shared/tokenizer';
 import { ApiError, ContextLengthError, toApiError } from './errors.ts';
-import type { DeltaEvent, TraceStep, TurnEvent, Usage } from './events.ts';
+import type { DeltaEvent, StepTiming, TraceStep, TurnEvent, Usage } from './events.ts';
 import type { TurnText } from './text.ts';
 
 export function zeroState(config: ModelConfig): ControllerState {
@@ -148,6 +148,48 @@ export interface StepHooks {
   cancelled?(): string | null;
 }
 
+const zeroTiming = (): StepTiming => ({ edge_us: 0, persist_us: 0, expert_us: 0 });
+const since = (t0: number) => Math.round((performance.now() - t0) * 1000);
+
+/**
+ * The step context with its edge compute and expert backend timed into `clock` (the trace's `timing`): the
+ * one place that sees both sides of the expert call, so the per-step latency can be split without the
+ * generation loop knowing about clocks.
+ */
+function timedContext(ctx: StepContext, clock: { t: StepTiming }): StepContext {
+  const { edge, experts } = ctx;
+  const onEdge = async <T>(f: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await f();
+    } finally {
+      clock.t.edge_us += since(t0);
+    }
+  };
+  return {
+    ...ctx,
+    edge: {
+      name: edge.name,
+      controller: (s, y) => onEdge(() => edge.controller(s, y)),
+      head: (h, m) => onEdge(() => edge.head(h, m)),
+      ltmCode: (h) => onEdge(() => edge.ltmCode(h)),
+    },
+    experts: {
+      name: experts.name,
+      runExperts: async (call) => {
+        const t0 = performance.now();
+        const r = await experts.runExperts(call);
+        clock.t.expert_us += since(t0);
+        if (r.timing) {
+          clock.t.tier_queue_us = r.timing.queueUs;
+          clock.t.tier_compute_us = r.timing.computeUs;
+        }
+        return r;
+      },
+    },
+  };
+}
+
 /**
  * Runs steps until the turn is done: step → validate → persist → report. A failing step throws an ApiError
  * and leaves every state the caller has seen (and persisted) as it was before that step.
@@ -161,22 +203,27 @@ export async function runSteps(
   hooks: StepHooks,
 ): Promise<GenerationState> {
   let state = initial;
+  const clock = { t: zeroTiming() };
+  const stepCtx = trace ? timedContext(ctx, clock) : ctx;
   while (state.phase !== 'done') {
     const why = hooks.cancelled?.();
     if (why) throw new TurnCancelledError(why);
+    clock.t = zeroTiming();
     let r: Awaited<ReturnType<typeof generationStep>>;
     try {
-      r = await generationStep(ctx, state);
+      r = await generationStep(stepCtx, state);
     } catch (e) {
       throw toApiError(e);
     }
     checkStep(ctx.config, r.state, r.record);
+    const t0 = performance.now();
     await hooks.commit?.(r.state, r.record);
+    clock.t.persist_us = hooks.commit ? since(t0) : 0;
     state = r.state;
     records.push(r.record);
     const d = text.push(r.record.token, r.record.phase);
     const ev: DeltaEvent = { type: 'delta', reasoning: d.reasoning, content: d.content };
-    if (trace) ev.step = traceOf(r.record);
+    if (trace) ev.step = { ...traceOf(r.record), timing: clock.t };
     hooks.emit(ev);
   }
   return state;

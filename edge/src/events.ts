@@ -18,6 +18,26 @@ export interface TraceStep {
   experts: number[];
   gates: number[];
   logits_checksum: number;
+  /** Where the step's time went; live steps only (a resumed turn's replayed steps have none). */
+  timing?: StepTiming;
+}
+
+/**
+ * One step's time, in microseconds, as the edge measured it. On Cloudflare the clock stands still while a
+ * Worker computes (it advances only across I/O), so edge_us and persist_us read 0 there; in wrangler dev and
+ * Node they are real. The expert round trip minus the tier's queue and compute is the network's share.
+ */
+export interface StepTiming {
+  /** The edge compute: controller, gate, head (and the LTM code on step 1). */
+  edge_us: number;
+  /** Persisting the step (a session's SQLite transaction); 0 for a stateless completion. */
+  persist_us: number;
+  /** The expert call, sent to answered, retries included. */
+  expert_us: number;
+  /** Queued on the expert tier, from its STEP_RESPONSE (absent where the tier does not say, e.g. KServe). */
+  tier_queue_us?: number;
+  /** Computing on the expert tier (prefill included, on a cache miss), from its STEP_RESPONSE. */
+  tier_compute_us?: number;
 }
 
 export interface StartEvent {
