@@ -18,7 +18,7 @@ export type WorkerReady =
   | { type: 'ready'; provider: ResolvedProvider; fallback?: string }
   | { type: 'init-failed'; error: { name: string; message: string } };
 
-/** Prefill of one prompt: tokens [L] → per-layer K and V [layers, L, D]. */
+/** Prefill of one prompt: tokens [L] → K and V [layers, heads, L, dh], the step graph's cache layout. */
 export interface PrefillJob {
   kind: 'prefill';
   expert: number;
@@ -32,7 +32,10 @@ export interface PrefillResult {
   v: Float32Array;
 }
 
-/** One batched step: row b is h[b] over its own cache of `length` positions. */
+/**
+ * One batched step: row b is h[b] over its own cache of `length` positions (k, v [layers, heads, length,
+ * dh], as the prefill returned them).
+ */
 export interface StepJob {
   kind: 'step';
   expert: number;

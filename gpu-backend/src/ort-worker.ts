@@ -8,6 +8,7 @@ import {
   buildExpertStateless,
   buildExpertStep,
   dequantize,
+  stepCacheInputs,
   readWeights,
   type StoredTensor,
   type WeightSource,
@@ -24,6 +25,15 @@ import type {
   WorkerReply,
   WorkerRequest,
 } from './jobs.ts';
+import {
+  checkCacheRow,
+  packLayer,
+  planStepGroups,
+  stepGroupCost,
+  type CacheRow,
+  type CacheShape,
+  type GroupCost,
+} from './step-batch.ts';
 
 interface ExpertSessions {
   prefill: ort.InferenceSession;
@@ -68,10 +78,6 @@ function sessionOptions(
         // slower steps with two spinning threads on a busy two-core box.
         intra_op: { allow_spinning: spin ? '1' : '0' },
       },
-      // This fusion turns the step graph's per-layer Gather of past_k/past_v into one Split that copies the
-      // whole cache single-threaded: a batch-64 step (r1-seed, prompt 64) spent 36 of 90 ms in it, 10 ms
-      // in the Gathers it replaces.
-      optimization: { disable_specified_optimizers: 'GatherSliceToSplitFusion' },
     },
   };
 }
@@ -126,12 +132,12 @@ class SessionFactory {
 class Worker {
   private readonly sessions: Map<number, ExpertSessions>;
   private readonly H: number;
-  private readonly D: number;
-  private readonly layers: number;
-  // Grown, never shrunk: a step batch reuses them, so steady state allocates nothing per batch. Positions
-  // past a row's prompt keep older finite values, which the graph's mask hides.
-  private pastK = new Float32Array(0);
-  private pastV = new Float32Array(0);
+  private readonly shape: CacheShape;
+  private readonly cost: GroupCost;
+  // The step inputs of a batch, every layer's K then V, each [B, heads, P, dh]. Grown, never shrunk, so
+  // steady state allocates nothing per batch; positions past a row's prompt keep older finite values, which
+  // the graph's mask hides.
+  private past = new Float32Array(0);
 
   private constructor(
     readonly provider: ResolvedProvider,
@@ -140,9 +146,10 @@ class Worker {
     src: WeightSource,
   ) {
     this.sessions = sessions;
+    const x = src.config.experts;
     this.H = src.config.controller.hidden;
-    this.D = src.config.experts.width;
-    this.layers = src.config.experts.layers;
+    this.shape = { layers: x.layers, heads: x.heads, dh: x.width / x.heads };
+    this.cost = stepGroupCost(x);
   }
 
   static async create(init: WorkerInit): Promise<Worker> {
@@ -185,8 +192,9 @@ class Worker {
       [L],
     );
     const out = await this.expert(job.expert).prefill.run({ tokens }, ['k', 'v']);
-    const n = this.layers * L * this.D;
-    // Shared memory: the cache keeps these, and any worker's step batch reads them without a copy.
+    const n = out.k.data.length;
+    // Shared memory: the cache keeps these, and any worker's step batch reads them without a copy. They are
+    // already in the step graph's layout ([layers, heads, L, dh]), so storing them costs nothing per step.
     const shared = new SharedArrayBuffer(2 * n * 4);
     const k = new Float32Array(shared, 0, n);
     const v = new Float32Array(shared, n * 4, n);
@@ -196,38 +204,63 @@ class Worker {
   }
 
   private async step(job: StepJob): Promise<JobResult> {
-    const { H, D, layers } = this;
     const B = job.rows.length;
-    const P = Math.max(...job.rows.map((r) => r.length));
-    const n = layers * B * P * D;
-    if (this.pastK.length < n) {
-      this.pastK = new Float32Array(n);
-      this.pastV = new Float32Array(n);
+    for (const r of job.rows) checkCacheRow(r, this.shape);
+    const groups =
+      B === 1
+        ? [[0]]
+        : planStepGroups(
+            job.rows.map((r) => r.length),
+            this.cost,
+          );
+    if (groups.length === 1 && groups[0].every((i, b) => i === b)) {
+      const y = await this.stepGroup(job.expert, job.rows, job.h);
+      return { kind: 'step', y: Float32Array.from(y) };
     }
-    const pastK = this.pastK.subarray(0, n);
-    const pastV = this.pastV.subarray(0, n);
-    job.rows.forEach((r, b) => {
-      const span = r.length * D;
-      for (let l = 0; l < layers; l++) {
-        const at = (l * B + b) * P * D;
-        pastK.set(r.k.subarray(l * span, (l + 1) * span), at);
-        pastV.set(r.v.subarray(l * span, (l + 1) * span), at);
+    const { H } = this;
+    const y = new Float32Array(B * H);
+    for (const g of groups) {
+      const h = new Float32Array(g.length * H);
+      g.forEach((i, b) => h.set(job.h.subarray(i * H, (i + 1) * H), b * H));
+      const out = await this.stepGroup(
+        job.expert,
+        g.map((i) => job.rows[i]),
+        h,
+      );
+      g.forEach((i, b) => y.set(out.subarray(b * H, (b + 1) * H), i * H));
+    }
+    return { kind: 'step', y };
+  }
+
+  /** One step-graph run over rows padded to their longest prompt. */
+  private async stepGroup(expert: number, rows: CacheRow[], h: Float32Array): Promise<Float32Array> {
+    const { H, shape } = this;
+    const { layers, heads, dh } = shape;
+    const B = rows.length;
+    const P = Math.max(...rows.map((r) => r.length));
+    const feeds: Record<string, ort.Tensor> = {
+      h: new ort.Tensor('float32', h, [B, H]),
+      prompt_len: new ort.Tensor(
+        'int64',
+        BigInt64Array.from(rows, (r) => BigInt(r.length)),
+        [B],
+      ),
+    };
+    const dims = [B, heads, P, dh];
+    const n = B * heads * P * dh;
+    if (this.past.length < 2 * layers * n) this.past = new Float32Array(2 * layers * n);
+    for (let l = 0; l < layers; l++) {
+      const name = stepCacheInputs(l);
+      for (const [i, which] of (['k', 'v'] as const).entries()) {
+        // The rows' caches sit in SharedArrayBuffers, which onnxruntime-node refuses as input ("Invalid
+        // argument"), so even a single row is copied: once, into the buffer ORT reads.
+        const data = this.past.subarray((2 * l + i) * n, (2 * l + i + 1) * n);
+        packLayer(rows, which, l, P, shape, data);
+        feeds[name[which]] = new ort.Tensor('float32', data, dims);
       }
-    });
-    const out = await this.expert(job.expert).step.run(
-      {
-        h: new ort.Tensor('float32', job.h, [B, H]),
-        past_k: new ort.Tensor('float32', pastK, [layers, B, P, D]),
-        past_v: new ort.Tensor('float32', pastV, [layers, B, P, D]),
-        prompt_len: new ort.Tensor(
-          'int64',
-          BigInt64Array.from(job.rows, (r) => BigInt(r.length)),
-          [B],
-        ),
-      },
-      ['y'],
-    );
-    return { kind: 'step', y: Float32Array.from(out.y.data as Float32Array) };
+    }
+    const out = await this.expert(expert).step.run(feeds, ['y']);
+    return out.y.data as Float32Array;
   }
 
   private async stateless(job: StatelessJob): Promise<JobResult> {

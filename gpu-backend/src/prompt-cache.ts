@@ -9,7 +9,10 @@ export interface PromptEntry {
   digest: string;
   /** L, the prompt length. */
   length: number;
-  /** [layers, L, D] keys and values, usually views of a SharedArrayBuffer the workers read directly. */
+  /**
+   * [layers, heads, L, dh] keys and values as the prefill graph emits them (the step graph's layout),
+   * usually views of a SharedArrayBuffer the workers read directly.
+   */
   k: Float32Array;
   v: Float32Array;
 }

@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readWeights, ReferenceModel } from '@switchyard/shared';
+import { readWeights, ReferenceModel, toHeadsLayout } from '@switchyard/shared';
 import { StepBatcher } from './batcher.ts';
 import type { ComputeMode } from './config.ts';
 import { InternalError } from './errors.ts';
 import type { PrefillResult, StatelessResult, StepResult } from './jobs.ts';
+import { planStepGroups, stepGroupCost } from './step-batch.ts';
 import { WorkerPool } from './worker-pool.ts';
 
 const bytes = readFileSync(new URL('../../shared/golden/tiny-int8.safetensors', import.meta.url));
@@ -58,7 +59,13 @@ describe.each<ComputeMode>(['f32', 'int8'])('WorkerPool with %s weights', (compu
       const ref = model.expertPrefill(3, prompts[i]);
       expect(c.length).toBe(prompts[i].length);
       expect(c.k.buffer).toBeInstanceOf(SharedArrayBuffer);
-      expect(maxDiff(c.k, Float32Array.from(ref.k.flatMap((x) => Array.from(x))))).toBeLessThan(TOL);
+      // [layers, heads, L, dh]: the step graph's cache layout, stored as the prefill returns it.
+      const heads = (xs: Float32Array[]) =>
+        Float32Array.from(
+          xs.flatMap((x) => Array.from(toHeadsLayout(x, c.length, file.config.experts.heads))),
+        );
+      expect(maxDiff(c.k, heads(ref.k))).toBeLessThan(TOL);
+      expect(maxDiff(c.v, heads(ref.v))).toBeLessThan(TOL);
     });
     const h = new Float32Array(prompts.length * H);
     hs.forEach((x, b) => h.set(x, b * H));
@@ -109,6 +116,36 @@ describe('WorkerPool under a batcher', () => {
     rows.forEach((r, i) => {
       const want = model.expertStep(1, hs[i % 3], model.expertPrefill(1, prompts[1]));
       expect(maxDiff(r.y, want)).toBeLessThan(TOL);
+    });
+  });
+});
+
+describe('WorkerPool step batches of very different prompt lengths', () => {
+  it('runs them as several groups and still gives every row its own result, in order', async () => {
+    const p = await pool('f32');
+    // Three one-token prompts and one of 120 tokens: padding the short ones to 120 would cost more than a
+    // second run (planStepGroups), so the worker splits the batch.
+    const long = [256, ...Array.from({ length: 119 }, (_, i) => (i * 37) % 256)];
+    const batch = [[256], long, [256], [256]];
+    const plan = planStepGroups(
+      batch.map((t) => t.length),
+      stepGroupCost(file.config.experts),
+    );
+    expect(plan).toEqual([[0, 2, 3], [1]]);
+    const caches = await Promise.all(
+      batch.map(
+        async (t) =>
+          (await p.run({ kind: 'prefill', expert: 3, tokens: Int32Array.from(t) })).result as PrefillResult,
+      ),
+    );
+    const xs = batch.map((_, i) => Float32Array.from({ length: H }, (_, j) => Math.cos(i * 7 + j)));
+    const h = new Float32Array(batch.length * H);
+    xs.forEach((x, b) => h.set(x, b * H));
+    const { result } = await p.run({ kind: 'step', expert: 3, h, rows: caches });
+    const y = (result as StepResult).y;
+    batch.forEach((t, b) => {
+      const want = model.expertStep(3, xs[b], model.expertPrefill(3, t));
+      expect(maxDiff(y.subarray(b * H, (b + 1) * H), want), `row ${b}`).toBeLessThan(TOL);
     });
   });
 });

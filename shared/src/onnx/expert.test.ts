@@ -7,7 +7,13 @@ import { preset } from '../config.ts';
 import { initRandom } from '../init.ts';
 import { Rng } from '../random.ts';
 import { ReferenceModel, type PromptCache } from '../reference.ts';
-import { buildExpertPrefill, buildExpertStateless, buildExpertStep } from './expert.ts';
+import {
+  buildExpertPrefill,
+  buildExpertStateless,
+  buildExpertStep,
+  stepCacheInputs,
+  toHeadsLayout,
+} from './expert.ts';
 import { graphSummary } from './graph.ts';
 import {
   createSession,
@@ -33,7 +39,7 @@ const TOL = { f32: F32_TOL, int8: INT8_TOL } as const;
 const cfg = preset('tiny');
 const params = initRandom(cfg, 11);
 const EXPERT = 2;
-const { width: D, layers } = cfg.experts;
+const { width: D, layers, heads } = cfg.experts;
 const H = cfg.controller.hidden;
 const LENGTHS = [1, 7, 20];
 const P = 24;
@@ -70,25 +76,34 @@ function setup(scheme: 'f32' | 'int8'): Setup {
 }
 
 /**
- * Row caches as past_k/past_v [layers, B, P, D]; positions past each prompt hold junk the mask must hide.
- * D is the cache rows' width, layers their count.
+ * Row caches as the step graph's per-layer past_k_{l}/past_v_{l} [B, heads, P, dh]; positions past each
+ * prompt hold junk the mask must hide. `heads` is the config's head count.
  */
-function padCaches(caches: PromptCache[], P: number, D: number): Record<string, Feed> {
+function padCaches(caches: PromptCache[], P: number, heads: number): Record<string, Feed> {
   const B = caches.length;
-  const layers = caches[0].k.length;
+  const D = caches[0].k[0].length / caches[0].length;
+  const dh = D / heads;
   const junk = new Rng(99);
-  const pack = (pick: (c: PromptCache, l: number) => Float32Array) => {
-    const out = Float32Array.from({ length: layers * B * P * D }, () => 3 * junk.normal());
-    for (let l = 0; l < layers; l++)
-      caches.forEach((c, b) => out.set(pick(c, l).subarray(0, c.length * D), (l * B + b) * P * D));
-    return f32(out, [layers, B, P, D]);
+  const pack = (pick: (c: PromptCache) => Float32Array) => {
+    const out = Float32Array.from({ length: B * heads * P * dh }, () => 3 * junk.normal());
+    caches.forEach((c, b) => {
+      const x = toHeadsLayout(pick(c), c.length, heads); // [heads, L, dh]
+      for (let hd = 0; hd < heads; hd++)
+        out.set(x.subarray(hd * c.length * dh, (hd + 1) * c.length * dh), (b * heads + hd) * P * dh);
+    });
+    return f32(out, [B, heads, P, dh]);
   };
-  return {
-    past_k: pack((c, l) => c.k[l]),
-    past_v: pack((c, l) => c.v[l]),
-    prompt_len: i64(caches.map((c) => c.length)),
-  };
+  const feeds: Record<string, Feed> = { prompt_len: i64(caches.map((c) => c.length)) };
+  for (let l = 0; l < caches[0].k.length; l++) {
+    const name = stepCacheInputs(l);
+    feeds[name.k] = pack((c) => c.k[l]);
+    feeds[name.v] = pack((c) => c.v[l]);
+  }
+  return feeds;
 }
+
+/** A reference cache's per-layer [L, D] tensors as the prefill graph emits them: [layers, heads, L, dh]. */
+const headsOf = (xs: Float32Array[], L: number, n = heads) => concat(xs.map((x) => toHeadsLayout(x, L, n)));
 
 const concat = (xs: Float32Array[]) => Float32Array.from(xs.flatMap((x) => Array.from(x)));
 const rowOf = (y: Float32Array, b: number, n = H) => y.subarray(b * n, (b + 1) * n);
@@ -105,11 +120,11 @@ describe.each(RUNTIMES)('expert graphs in %s', (runtime) => {
         const got = await s.run({ tokens: i64(prompt) });
         const L = prompt.length;
         expect(got.out.dims).toEqual([L, D]);
-        expect(got.k.dims).toEqual([layers, L, D]);
-        expect(got.v.dims).toEqual([layers, L, D]);
+        expect(got.k.dims).toEqual([layers, heads, L, D / heads]);
+        expect(got.v.dims).toEqual([layers, heads, L, D / heads]);
         expect(maxAbsDiff(got.out.data, want.out)).toBeLessThanOrEqual(tol);
-        expect(maxAbsDiff(got.k.data, concat(want.k))).toBeLessThanOrEqual(tol);
-        expect(maxAbsDiff(got.v.data, concat(want.v))).toBeLessThanOrEqual(tol);
+        expect(maxAbsDiff(got.k.data, headsOf(want.k, L))).toBeLessThanOrEqual(tol);
+        expect(maxAbsDiff(got.v.data, headsOf(want.v, L))).toBeLessThanOrEqual(tol);
       }
       await s.release();
     });
@@ -118,7 +133,7 @@ describe.each(RUNTIMES)('expert graphs in %s', (runtime) => {
       const { ref, step } = setup(scheme);
       const caches = prompts.map((p) => ref.expertPrefill(EXPERT, p));
       const s = await createSession(runtime, step);
-      const got = await s.run({ h: f32(concat(hs), [hs.length, H]), ...padCaches(caches, P, D) });
+      const got = await s.run({ h: f32(concat(hs), [hs.length, H]), ...padCaches(caches, P, heads) });
       expect(got.y.dims).toEqual([hs.length, H]);
       caches.forEach((cache, b) => {
         const want = ref.expertStep(EXPERT, hs[b], cache);
@@ -132,16 +147,29 @@ describe.each(RUNTIMES)('expert graphs in %s', (runtime) => {
     it('prefill outputs fed to step reproduce the reference, as the GPU tier chains them', async () => {
       const { ref, prefill, step } = setup(scheme);
       const pre = await createSession(runtime, prefill);
-      const caches: PromptCache[] = [];
-      for (const prompt of prompts) {
+      // The prefill outputs go in as they come out: row b's slice [l] of k/v is placed at [b, :, 0..L) of
+      // past_k_{l}/past_v_{l}, head by head.
+      const B = prompts.length;
+      const dh = D / heads;
+      const past = Array.from({ length: 2 * layers }, () => new Float32Array(B * heads * P * dh));
+      for (const [b, prompt] of prompts.entries()) {
         const o = await pre.run({ tokens: i64(prompt) });
         const L = prompt.length;
-        const perLayer = (t: Float32Array) =>
-          Array.from({ length: layers }, (_, l) => t.slice(l * L * D, (l + 1) * L * D));
-        caches.push({ length: L, k: perLayer(o.k.data), v: perLayer(o.v.data), out: o.out.data });
+        for (let l = 0; l < layers; l++)
+          for (let hd = 0; hd < heads; hd++) {
+            const from = (l * heads + hd) * L * dh;
+            const to = (b * heads + hd) * P * dh;
+            past[2 * l].set(o.k.data.subarray(from, from + L * dh), to);
+            past[2 * l + 1].set(o.v.data.subarray(from, from + L * dh), to);
+          }
+      }
+      const feeds: Record<string, Feed> = { prompt_len: i64(LENGTHS) };
+      for (let l = 0; l < layers; l++) {
+        feeds[stepCacheInputs(l).k] = f32(past[2 * l], [B, heads, P, dh]);
+        feeds[stepCacheInputs(l).v] = f32(past[2 * l + 1], [B, heads, P, dh]);
       }
       const st = await createSession(runtime, step);
-      const got = await st.run({ h: f32(concat(hs), [hs.length, H]), ...padCaches(caches, P, D) });
+      const got = await st.run({ h: f32(concat(hs), [hs.length, H]), ...feeds });
       prompts.forEach((prompt, b) => {
         const want = ref.expertStep(EXPERT, hs[b], ref.expertPrefill(EXPERT, prompt));
         expect(maxAbsDiff(rowOf(got.y.data, b), want), `row ${b}`).toBeLessThanOrEqual(tol);
@@ -182,7 +210,7 @@ describe.each(RUNTIMES)('expert graphs in %s', (runtime) => {
     const cache = ref.expertPrefill(EXPERT, prompts[0]);
     const want = ref.expertStep(EXPERT, hs[0], cache);
     const st = await createSession(runtime, step);
-    const a = await st.run({ h: f32(hs[0], [1, H]), ...padCaches([cache], 1, D) });
+    const a = await st.run({ h: f32(hs[0], [1, H]), ...padCaches([cache], 1, heads) });
     expect(maxAbsDiff(a.y.data, want)).toBeLessThanOrEqual(F32_TOL);
     const sl = await createSession(runtime, stateless);
     const b = await sl.run({ tokens: i64(prompts[0], [1, 1]), prompt_len: i64([1]), h: f32(hs[0], [1, H]) });
@@ -259,12 +287,15 @@ describe('r1-seed sized expert step', () => {
     const model = buildExpertStep(src, 0);
     const bigH = big.controller.hidden;
     const bigD = big.experts.width;
-    const bigLayers = big.experts.layers;
+    const { layers: bigLayers, heads: bigHeads } = big.experts;
+    const cacheDims = ['B', bigHeads, 'P', bigD / bigHeads];
     expect(graphSummary(model).inputs.map((i) => [i.name, i.dims])).toEqual([
       ['h', ['B', bigH]],
-      ['past_k', [bigLayers, 'B', 'P', bigD]],
-      ['past_v', [bigLayers, 'B', 'P', bigD]],
       ['prompt_len', ['B']],
+      ...Array.from({ length: bigLayers }, (_, l) => [
+        [`past_k_${l}`, cacheDims],
+        [`past_v_${l}`, cacheDims],
+      ]).flat(),
     ]);
     const ref = new ReferenceModel(big, dequantizedParams(src, p.keys()), 'experts');
     const r = new Rng(8);
@@ -281,7 +312,7 @@ describe('r1-seed sized expert step', () => {
       ...padCaches(
         rows.map((x) => x.cache),
         8,
-        bigD,
+        bigHeads,
       ),
     });
     await s.release();

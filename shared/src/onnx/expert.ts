@@ -1,6 +1,7 @@
 // The expert transformer as ONNX graphs: prefill (prompt → per-layer K/V), step (one query per row over its
 // row's cached K/V) and stateless (both in one graph, the KServe/Triton `expert-{e}` model). All three emit
-// their layers through emitLayer, so they share one definition of the math in reference.ts.
+// their layers through emitLayer, so they share one definition of the math in reference.ts; they differ
+// only in how a layer's queries reach their keys (selfAttention, cachedAttention).
 import { expertPrefix, layerPrefix } from '../params.ts';
 import { GraphBuilder, OnnxBuildError } from './graph.ts';
 import { WeightEmitter, type WeightSource } from './weights.ts';
@@ -34,39 +35,69 @@ function context(src: WeightSource, e: number): Ctx {
   };
 }
 
-/** [B, T, D] → [B, heads, T, dh], or [B, heads, dh, T] for keys (so that q · kᵀ is a plain MatMul). */
-function splitHeads(c: Ctx, x: string, keys = false): string {
+/** [B, T, D] → [B, heads, T, dh]: the layout attention computes in, and the prompt cache's layout. */
+function splitHeads(c: Ctx, x: string): string {
   const r = c.g.op('Reshape', [x, c.g.ints([0, 0, c.heads, c.D / c.heads])]);
-  return c.g.op('Transpose', [r], { perm: keys ? [0, 2, 3, 1] : [0, 2, 1, 3] });
+  return c.g.op('Transpose', [r], { perm: [0, 2, 1, 3] });
 }
 
-interface LayerOut {
-  x: string; // [B, T, D] the residual stream after the layer
-  k: string; // [B, T, D] this layer's keys for the T inputs (heads concatenated)
-  v: string; // [B, T, D]
-}
+/** Maps a layer's q, k, v (heads concatenated along the last axis) to its attention output, same shape. */
+type Attend = (q: string, k: string, v: string) => string;
 
-/**
- * One pre-LN layer on x [B, T, D]. Keys are [past.k ; own k] (past [B, P, D], when given). `mask` is additive,
- * broadcastable to [B, heads, T, keys].
- */
-function emitLayer(c: Ctx, l: number, x: string, mask?: string, past?: { k: string; v: string }): LayerOut {
+/** One pre-LN layer on x [..., D]; `attend` decides which keys each query sees. */
+function emitLayer(c: Ctx, l: number, x: string, attend: Attend): string {
   const { g, w, D } = c;
   const p = layerPrefix(c.e, l);
   const qkv = w.linear(w.layerNorm(x, `${p}.ln1.g`, `${p}.ln1.b`), `${p}.attn.wqkv`, `${p}.attn.bqkv`);
   const [q, k, v] = g.node('Split', [qkv, g.ints([D, D, D])], { axis: -1 }, 3);
-  const keys = past ? g.op('Concat', [past.k, k], { axis: 1 }) : k;
-  const values = past ? g.op('Concat', [past.v, v], { axis: 1 }) : v;
-  let s = g.op('MatMul', [splitHeads(c, q), splitHeads(c, keys, true)]); // [B, heads, T, keys]
-  s = g.op('Div', [s, g.scalar(Math.sqrt(D / c.heads))]);
-  if (mask) s = g.op('Add', [s, mask]);
-  const a = g.op('MatMul', [g.op('Softmax', [s], { axis: -1 }), splitHeads(c, values)]); // [B, heads, T, dh]
-  const o = g.op('Reshape', [g.op('Transpose', [a], { perm: [0, 2, 1, 3] }), g.ints([0, 0, D])]);
-  const x1 = g.op('Add', [x, w.linear(o, `${p}.attn.wo`, `${p}.attn.bo`)]);
+  const x1 = g.op('Add', [x, w.linear(attend(q, k, v), `${p}.attn.wo`, `${p}.attn.bo`)]);
   const f = g.op('Gelu', [
     w.linear(w.layerNorm(x1, `${p}.ln2.g`, `${p}.ln2.b`), `${p}.ffn.w1`, `${p}.ffn.b1`),
   ]);
-  return { x: g.op('Add', [x1, w.linear(f, `${p}.ffn.w2`, `${p}.ffn.b2`)]), k, v };
+  return g.op('Add', [x1, w.linear(f, `${p}.ffn.w2`, `${p}.ffn.b2`)]);
+}
+
+/**
+ * Self-attention of T queries over the same T keys, x [B, T, D] → [B, T, D]; `mask` is additive and
+ * broadcastable to [B, heads, T, T]. Hands the layer's keys and values in heads layout to `keep`.
+ */
+function selfAttention(c: Ctx, mask?: string, keep?: (kh: string, vh: string) => void): Attend {
+  const { g, D } = c;
+  return (q, k, v) => {
+    const kh = splitHeads(c, k);
+    const vh = splitHeads(c, v);
+    keep?.(kh, vh);
+    // ORT folds this Transpose into its MatMul (FusedMatMul, transB), so the keys are not copied again.
+    let s = g.op('MatMul', [splitHeads(c, q), g.op('Transpose', [kh], { perm: [0, 1, 3, 2] })]);
+    s = g.op('Div', [s, g.scalar(Math.sqrt(D / c.heads))]); // [B, heads, T, T]
+    if (mask) s = g.op('Add', [s, mask]);
+    const a = g.op('MatMul', [g.op('Softmax', [s], { axis: -1 }), vh]); // [B, heads, T, dh]
+    return g.op('Reshape', [g.op('Transpose', [a], { perm: [0, 2, 1, 3] }), g.ints([0, 0, D])]);
+  };
+}
+
+/**
+ * One query per row, z [B, D], over its row's cached prompt keys/values pastK, pastV [B, heads, P, dh] and
+ * its own k, v. The cache is read in place (no gather, transpose or concatenation of it): the scores against
+ * the cache, K·q, and against the query's own key are computed apart and only those [B, heads, P] + [B,
+ * heads, 1] scores are concatenated; the output is p_cache·V + p_self·v. `mask` [B, 1, 1, P+1] is additive.
+ */
+function cachedAttention(c: Ctx, pastK: string, pastV: string, mask: string, split: string): Attend {
+  const { g, D, heads } = c;
+  const dh = D / heads;
+  return (q, k, v) => {
+    const qc = g.op('Reshape', [q, g.ints([0, heads, dh, 1])]); // [B, heads, dh, 1]
+    // [B, heads, P, 1] holds the same values in the same order as [B, heads, 1, P]: the Reshape is free.
+    const sCache = g.op('Reshape', [g.op('MatMul', [pastK, qc]), g.ints([0, heads, 1, -1])]);
+    const kSelf = g.op('Reshape', [k, g.ints([0, heads, 1, dh])]);
+    const sSelf = g.op('MatMul', [kSelf, qc]); // [B, heads, 1, 1]
+    let s = g.op('Concat', [sCache, sSelf], { axis: -1 }); // [B, heads, 1, P+1]
+    s = g.op('Add', [g.op('Div', [s, g.scalar(Math.sqrt(dh))]), mask]);
+    const [pCache, pSelf] = g.node('Split', [g.op('Softmax', [s], { axis: -1 }), split], { axis: -1 }, 2);
+    const vSelf = g.op('Reshape', [v, g.ints([0, heads, 1, dh])]);
+    const a = g.op('Add', [g.op('MatMul', [pCache, pastV]), g.op('Mul', [pSelf, vSelf])]); // [B, heads, 1, dh]
+    return g.op('Reshape', [a, g.ints([0, D])]);
+  };
 }
 
 /** embed[tokens] + pos[0..n-1] for tokens [..., n]. */
@@ -117,68 +148,65 @@ function docFor(src: WeightSource, e: number, what: string): string {
 }
 
 /**
- * Prefill of expert e: tokens [L] → out [L, D] (LN_f of the last layer), k and v [layers, L, D] (every
- * layer's prompt keys/values, heads concatenated along D). L must be in 1..Lmax.
+ * Prefill of expert e: tokens [L] → out [L, D] (LN_f of the last layer), k and v [layers, heads, L, dh]
+ * (every layer's prompt keys/values, split into heads: the layout buildExpertStep reads, so the cache is
+ * stored as it comes out). L must be in 1..Lmax.
  */
 export function buildExpertPrefill(src: WeightSource, e: number): Uint8Array {
   const c = context(src, e);
-  const { g, w, D, layers } = c;
+  const { g, w, D, heads, layers } = c;
+  const dh = D / heads;
   const tokens = g.input('tokens', 'int64', ['L'], 'prompt token ids, 1 ≤ L ≤ Lmax');
   const L = g.op('Shape', [tokens]);
   let x = g.op('Unsqueeze', [embedPrompt(c, tokens, L), g.ints([0])]); // [1, L, D]
   const ks: string[] = [];
   const vs: string[] = [];
-  for (let l = 0; l < layers; l++) {
-    const r = emitLayer(c, l, x);
-    x = r.x;
-    ks.push(r.k);
-    vs.push(r.v);
-  }
+  const keep = (kh: string, vh: string) => {
+    ks.push(kh); // [1, heads, L, dh]
+    vs.push(vh);
+  };
+  for (let l = 0; l < layers; l++) x = emitLayer(c, l, x, selfAttention(c, undefined, keep));
   const pre = expertPrefix(e);
   const out = g.op('Squeeze', [w.layerNorm(x, `${pre}.ln_f.g`, `${pre}.ln_f.b`), g.ints([0])]);
+  const dims = [layers, heads, 'L', dh];
   g.output(out, 'out', 'float32', ['L', D], 'LN_f of the last layer: the prompt encoding');
-  g.output(g.op('Concat', ks, { axis: 0 }), 'k', 'float32', [layers, 'L', D], 'keys per layer');
-  g.output(g.op('Concat', vs, { axis: 0 }), 'v', 'float32', [layers, 'L', D], 'values per layer');
+  g.output(g.op('Concat', ks, { axis: 0 }), 'k', 'float32', dims, 'keys per layer and head');
+  g.output(g.op('Concat', vs, { axis: 0 }), 'v', 'float32', dims, 'values per layer and head');
   return g.build({ graphName: `expert-${e}-prefill`, doc: docFor(src, e, 'prefill') });
 }
 
+/** Names of the step graph's cache inputs for layer l. */
+export const stepCacheInputs = (l: number) => ({ k: `past_k_${l}`, v: `past_v_${l}` });
+
 /**
- * Step of expert e for B rows at once: h [B, H], the rows' prompt caches past_k/past_v [layers, B, P, D]
- * (row b valid for its first prompt_len[b] positions, the rest finite padding, e.g. zeros) → y [B, H].
+ * Step of expert e for B rows at once: h [B, H], prompt_len [B], and per layer l the rows' prompt caches
+ * past_k_{l}, past_v_{l} [B, heads, P, dh] (row b valid for its first prompt_len[b] positions, the rest
+ * finite padding, e.g. zeros; one row's [heads, L, dh] is its prefill's k/v for that layer) → y [B, H].
  */
 export function buildExpertStep(src: WeightSource, e: number): Uint8Array {
   const c = context(src, e);
-  const { g, D, layers } = c;
+  const { g, D, heads, layers } = c;
+  const dh = D / heads;
   const H = src.config.controller.hidden;
   const h = g.input('h', 'float32', ['B', H], 'controller hidden state per row');
-  const pastK = g.input(
-    'past_k',
-    'float32',
-    [layers, 'B', 'P', D],
-    'prompt keys from prefill, zero-padded to P',
-  );
-  const pastV = g.input(
-    'past_v',
-    'float32',
-    [layers, 'B', 'P', D],
-    'prompt values from prefill, zero-padded to P',
-  );
   const promptLen = g.input('prompt_len', 'int64', ['B'], 'valid cache rows per row, 1 ≤ prompt_len ≤ P');
-  const P = dimScalar(c, pastK, 2);
+  const past = Array.from({ length: layers }, (_, l) => {
+    const name = stepCacheInputs(l);
+    const dims = ['B', heads, 'P', dh];
+    return {
+      k: g.input(name.k, 'float32', dims, `layer ${l} prompt keys from prefill, padded to P`),
+      v: g.input(name.v, 'float32', dims, `layer ${l} prompt values from prefill, padded to P`),
+    };
+  });
+  const P = dimScalar(c, past[0].k, 2);
   const { prompt, isQuery } = keyMask(c, promptLen, P);
   const visible = g.op('Or', [prompt, isQuery]); // [B, P+1]
   const mask = g.op('Unsqueeze', [additive(c, visible), g.ints([1, 2])]); // [B, 1, 1, P+1]
-  let z = g.op('Unsqueeze', [embedQuery(c, h), g.ints([1])]); // [B, 1, D]
-  for (let l = 0; l < layers; l++) {
-    const at = g.ints([l], true);
-    const past = {
-      k: g.op('Gather', [pastK, at], { axis: 0 }),
-      v: g.op('Gather', [pastV, at], { axis: 0 }),
-    };
-    z = emitLayer(c, l, z, mask, past).x;
-  }
-  const y = readOut(c, g.op('Squeeze', [z, g.ints([1])]));
-  g.output(y, 'y', 'float32', ['B', H], 'expert output per row');
+  const split = g.op('Concat', [g.op('Unsqueeze', [P, g.ints([0])]), g.ints([1])], { axis: 0 }); // [P, 1]
+  let z = embedQuery(c, h); // [B, D]
+  for (let l = 0; l < layers; l++)
+    z = emitLayer(c, l, z, cachedAttention(c, past[l].k, past[l].v, mask, split));
+  g.output(readOut(c, z), 'y', 'float32', ['B', H], 'expert output per row');
   return g.build({ graphName: `expert-${e}-step`, doc: docFor(src, e, 'step') });
 }
 
@@ -190,7 +218,7 @@ export function buildExpertStep(src: WeightSource, e: number): Uint8Array {
  */
 export function buildExpertStateless(src: WeightSource, e: number): Uint8Array {
   const c = context(src, e);
-  const { g, D, layers } = c;
+  const { g, layers } = c;
   const H = src.config.controller.hidden;
   const tokens = g.input('tokens', 'int64', ['B', 'P'], 'prompt token ids per row, padded to P');
   const promptLen = g.input('prompt_len', 'int64', ['B'], 'prompt length per row, 1 ≤ prompt_len ≤ P ≤ Lmax');
@@ -204,8 +232,26 @@ export function buildExpertStateless(src: WeightSource, e: number): Uint8Array {
   const self = g.op('And', [g.op('Unsqueeze', [isQuery, g.ints([1])]), isQuery]); // [P+1, P+1]
   const visible = g.op('Or', [g.op('Unsqueeze', [seen, g.ints([1])]), self]); // [B, P+1, P+1]
   const mask = g.op('Unsqueeze', [additive(c, visible), g.ints([1])]); // [B, 1, P+1, P+1]
-  for (let l = 0; l < layers; l++) x = emitLayer(c, l, x, mask).x;
+  for (let l = 0; l < layers; l++) x = emitLayer(c, l, x, selfAttention(c, mask));
   const z = g.op('Gather', [x, P], { axis: 1 }); // [B, D] the query row
   g.output(readOut(c, z), 'y', 'float32', ['B', H], 'expert output per row');
   return g.build({ graphName: `expert-${e}`, doc: docFor(src, e, 'stateless prefill + step') });
+}
+
+/**
+ * One layer's keys or values from [L, D] (heads concatenated, as the reference's PromptCache holds them) to
+ * [heads, L, dh], the layout of the prefill graph's k/v outputs and the step graph's cache inputs.
+ */
+export function toHeadsLayout(x: Float32Array, L: number, heads: number): Float32Array {
+  const D = x.length / L;
+  const dh = D / heads;
+  if (!Number.isInteger(D) || !Number.isInteger(dh))
+    throw new OnnxBuildError(
+      `toHeadsLayout: expected L·D values with D a multiple of heads (${heads}), found ${x.length} values for L=${L}`,
+    );
+  const out = new Float32Array(x.length);
+  for (let t = 0; t < L; t++)
+    for (let hd = 0; hd < heads; hd++)
+      out.set(x.subarray(t * D + hd * dh, t * D + (hd + 1) * dh), (hd * L + t) * dh);
+  return out;
 }
