@@ -1,4 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 // One project per tier; the edge's workerd project lives in edge/vitest.config.mts (its own pool).
 export default defineConfig({
@@ -27,11 +27,14 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/**/*.test.ts'],
+          // The reliability suite is its own project (test/chaos/vitest.config.mts).
+          exclude: [...configDefaults.exclude, 'test/chaos/**'],
           environment: 'node',
           testTimeout: 180_000,
           hookTimeout: 180_000,
         },
       },
+      'test/chaos/vitest.config.mts',
     ],
   },
 });

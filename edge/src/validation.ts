@@ -87,7 +87,8 @@ const sampling = {
     .nullish(),
   seed: z
     .number({ error: 'expected an integer' })
-    .int('expected an integer')
+    // zod's int() also refuses integers past 2^53, which "expected an integer" would misdescribe.
+    .int('expected a safe integer (a whole number within ±(2^53 - 1))')
     .min(Number.MIN_SAFE_INTEGER, 'expected a safe integer')
     .max(Number.MAX_SAFE_INTEGER, 'expected a safe integer')
     .nullish(),
@@ -254,7 +255,9 @@ function fail(issue: z.core.$ZodIssue, input: unknown): never {
   throw new InvalidRequestError(
     `${where}: ${expected}, found ${describeFound(valueAt(input, issue.path))}`,
     path || null,
-    issue.code === 'invalid_type' && valueAt(input, issue.path) === undefined
+    // Absent is absent whichever check noticed it (a type, an enum or a union), so the code does not
+    // depend on how the field's schema is written.
+    issue.path.length > 0 && valueAt(input, issue.path) === undefined
       ? 'missing_required_parameter'
       : 'invalid_value',
   );
