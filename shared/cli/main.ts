@@ -6,8 +6,9 @@ import { quantize } from './commands/quantize.ts';
 import { split } from './commands/split.ts';
 import { verify } from './commands/verify.ts';
 import { parse, UsageError, type Command } from './command.ts';
+import { evaluate, train } from '../../train/src/cli.ts';
 
-export const COMMANDS: Command[] = [init, inspect, verify, quantize, split, exportOnnx];
+export const COMMANDS: Command[] = [init, inspect, verify, quantize, split, exportOnnx, train, evaluate];
 
 function help(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));
