@@ -233,14 +233,19 @@ describe('faults', () => {
     const ids = await Promise.all(Array.from({ length: n }, () => api.createSession()));
     const victim = s.replicas[0].gpu;
     const before = s.proxy(0).steps;
+    const seen = s.proxy(0).outcomes.length;
     const runs = ids.map((id, i) => turn(id, turn1, i % 2 === 1));
     await until(() => s.proxy(0).steps - before >= n, 'load on replica 0');
     const stopping = victim.stop(30_000);
     const results = await Promise.all(runs);
     await stopping;
-    // The replica drained and exited cleanly.
+    // The replica drained and exited cleanly; every step it answered, it answered whole: no answer was cut
+    // off (answers after the signal are 503 ShuttingDown, and once it is gone connections are refused).
     expect(victim.child.exitCode).toBe(0);
-    expect(victim.output()).toMatch(/SIGTERM: draining/);
+    expect(victim.output()).toMatch(/SIGTERM: draining[^]*switchyard-gpu: stopped/);
+    const outcomes = s.proxy(0).outcomes.slice(seen);
+    expect(outcomes.filter((o) => o.status !== undefined && !o.whole)).toEqual([]);
+    for (const o of outcomes) if (o.status !== undefined) expect([200, 503]).toContain(o.status);
     // The user sees: for every turn, the reference answer whole, or an error that says retry (never half).
     let retried = 0;
     for (const [i, r] of results.entries()) {
@@ -256,7 +261,9 @@ describe('faults', () => {
     }
     // State: every session holds the one turn, once.
     for (const id of ids) expectSessionAfter(await api.session(id), [turn1], `session ${id}`);
-    expect(retried).toBeLessThanOrEqual(n);
+    console.log(
+      `SIGTERM under load: ${n - retried} of ${n} turns whole at once, ${retried} finished by resume`,
+    );
     await s.replaceReplica(0);
   });
 

@@ -44,6 +44,11 @@ export class ReplicaProxy {
   readonly captured: CapturedRequest[] = [];
   /** For each request the client gave up on while the proxy held or delayed it: how long it had waited (ms). */
   readonly abandoned: number[] = [];
+  /**
+   * How each forwarded POST /v1/step ended: an answer read to its end (`status`, `whole`), an answer cut off
+   * after its status line (`whole: false`: a half answer), or no answer at all (`error`, e.g. refused).
+   */
+  readonly outcomes: { status?: number; whole?: boolean; error?: string }[] = [];
   private holds: Hold[] = [];
   private readonly agent = new Agent({ keepAlive: true });
 
@@ -106,13 +111,21 @@ export class ReplicaProxy {
       return;
     }
     const headers = { ...req.headers, host: new URL(target).host };
+    const outcome: (typeof this.outcomes)[number] = {};
+    if (path === '/v1/step') this.outcomes.push(outcome);
     const out = request(target + path, { method: req.method, headers, agent: this.agent }, (r) => {
+      outcome.status = r.statusCode;
+      outcome.whole = false;
       res.writeHead(r.statusCode ?? 502, r.headers);
       r.pipe(res);
+      r.on('end', () => (outcome.whole = r.complete));
       r.on('error', () => req.socket.destroy());
     });
     // The replica is gone or broke the connection: the edge sees what a crash looks like, a cut connection.
-    out.on('error', () => req.socket.destroy());
+    out.on('error', (e: NodeJS.ErrnoException) => {
+      outcome.error ??= e.code ?? e.message;
+      req.socket.destroy();
+    });
     out.end(body);
   }
 
