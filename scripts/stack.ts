@@ -193,7 +193,10 @@ export async function startEdge(o: EdgeOptions): Promise<Proc> {
     '--show-interactive-dev-session=false',
     ...plain.flatMap(([k, v]) => ['--var', `${k}:${v}`]),
   ];
-  const { child, output } = launch('edge', args, { WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' }, o.echo);
+  // No fetch of Request.cf from workers.cloudflare.com: it fails offline, prints a stack trace, and wrangler
+  // then carries on with a placeholder anyway.
+  const env = { WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1', CLOUDFLARE_CF_FETCH_ENABLED: 'false' };
+  const { child, output } = launch('edge', args, env, o.echo);
   child.once('exit', () => rmSync(secretDir, { recursive: true, force: true }));
   const url = `http://127.0.0.1:${port}`;
   const p = proc('edge', child, url, output);
