@@ -3,7 +3,7 @@
 import { ABI_VERSION, DESC_BYTES } from './layout';
 
 export { alloc, mark, release } from './memory';
-export { matvec, quant_range } from './matvec';
+export { matvec, quant_range, set_relaxed_dot } from './matvec';
 export { lstm_cell, softmax, softmax_topk, sparse_code, stm_read } from './ops';
 export { vexp, vsigmoid, vtanh } from './nonlinear';
 

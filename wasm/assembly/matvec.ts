@@ -15,6 +15,7 @@ import {
   KIND_INT8,
   KIND_INT8_24,
   MODE_EXACT,
+  MODE_PRECISE,
   MODE_RELAXED_DOT,
 } from './layout';
 import { mark, release, scratch } from './memory';
@@ -98,20 +99,105 @@ export function quantizeX16(x: usize, n: i32, nPad: i32, range: i32, xq: usize):
 }
 
 /**
- * For the relaxed dot, whose second operand must be 7-bit: u = round(x/xStep) + 8192 in [1, 16383], stored
- * as hi = u >> 7 and lo = u & 127 bytes. Padding columns get u = 0; their weights are zero.
+ * For the relaxed dot: u = round(x/xStep) + 2^(2·bits−1) in [1, 2^(2·bits) − 1], stored as hi = u >> bits and
+ * lo = u & (2^bits − 1) bytes, so x/xStep = 2^bits·hi + lo − 2^(2·bits−1), within ±(2^(2·bits−1) − 1): 8191
+ * for 7-bit parts, 32767 for 8-bit ones. Padding columns get u = 0; their weights are zero.
  */
-export function quantizeX14(x: usize, n: i32, nPad: i32, hi: usize, lo: usize): void {
-  const c = quantScale(x, n, 8191);
-  for (let i = 0; i < n; i++) {
-    const v = f32x4.extract_lane(scaleLanes(f32x4.splat(load<f32>(x + ((<usize>i) << 2))), c), 0);
-    const u = <i32>nearest(v) + 8192;
-    store<u8>(hi + <usize>i, <u8>(u >> 7));
-    store<u8>(lo + <usize>i, <u8>(u & 127));
+export function quantizeXParts(x: usize, n: i32, nPad: i32, bits: i32, hi: usize, lo: usize): void {
+  const half = 1 << (2 * bits - 1);
+  const c = quantScale(x, n, half - 1);
+  const c1 = f32x4.splat(f32x4.extract_lane(c, 0));
+  const c2 = f32x4.splat(f32x4.extract_lane(c, 1));
+  const off = i32x4.splat(half);
+  const mask = (1 << bits) - 1;
+  const maskv = i32x4.splat(mask);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const p = x + ((<usize>i) << 2);
+    const u0 = i32x4.add(
+      i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(f32x4.mul(v128.load(p), c1), c2))),
+      off,
+    );
+    const u1 = i32x4.add(
+      i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(f32x4.mul(v128.load(p, 16), c1), c2))),
+      off,
+    );
+    const u2 = i32x4.add(
+      i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(f32x4.mul(v128.load(p, 32), c1), c2))),
+      off,
+    );
+    const u3 = i32x4.add(
+      i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(f32x4.mul(v128.load(p, 48), c1), c2))),
+      off,
+    );
+    v128.store(
+      hi + <usize>i,
+      i8x16.narrow_i16x8_u(
+        i16x8.narrow_i32x4_s(i32x4.shr_u(u0, bits), i32x4.shr_u(u1, bits)),
+        i16x8.narrow_i32x4_s(i32x4.shr_u(u2, bits), i32x4.shr_u(u3, bits)),
+      ),
+    );
+    v128.store(
+      lo + <usize>i,
+      i8x16.narrow_i16x8_u(
+        i16x8.narrow_i32x4_s(v128.and(u0, maskv), v128.and(u1, maskv)),
+        i16x8.narrow_i32x4_s(v128.and(u2, maskv), v128.and(u3, maskv)),
+      ),
+    );
   }
-  for (let i = n; i < nPad; i++) {
+  for (; i < n; i++) {
+    const v = f32x4.extract_lane(scaleLanes(f32x4.splat(load<f32>(x + ((<usize>i) << 2))), c), 0);
+    const u = <i32>nearest(v) + half;
+    store<u8>(hi + <usize>i, <u8>(u >> bits));
+    store<u8>(lo + <usize>i, <u8>(u & mask));
+  }
+  for (; i < nPad; i++) {
     store<u8>(hi + <usize>i, 0);
     store<u8>(lo + <usize>i, 0);
+  }
+}
+
+/** Lanes 0-1 of a and 0-1 of b, as int32 lanes 0-1 and 2-3 (f64 values already integral). */
+function truncPair(a: v128, b: v128): v128 {
+  return i32x4.shuffle(i32x4.trunc_sat_f64x2_s_zero(a), i32x4.trunc_sat_f64x2_s_zero(b), 0, 1, 4, 5);
+}
+
+/**
+ * For 'precise': x/xStep = v ≈ xh + xl/(2·range), both int16 in [−range, range], in float64 so that only the
+ * residual's rounding (at most 1/(4·range) of a step) is lost. xStep = max|x|/range.
+ */
+export function quantizeX16x2(x: usize, n: i32, nPad: i32, range: i32, xh: usize, xl: usize): void {
+  const m = <f64>absMax(x, n);
+  let i = 0;
+  if (m > 0) {
+    const s = <f64>range / m; // ≤ 32767 / 2⁻¹⁴⁹: no float64 overflow, unlike the float32 scaling above
+    xStep = m / <f64>range;
+    const sv = f64x2.splat(s);
+    const tw = f64x2.splat(2 * <f64>range);
+    for (; i + 4 <= n; i += 4) {
+      const v = v128.load(x + ((<usize>i) << 2));
+      const a = f64x2.mul(f64x2.promote_low_f32x4(v), sv);
+      const b = f64x2.mul(f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)), sv);
+      const ah = f64x2.nearest(a);
+      const bh = f64x2.nearest(b);
+      const al = f64x2.nearest(f64x2.mul(f64x2.sub(a, ah), tw));
+      const bl = f64x2.nearest(f64x2.mul(f64x2.sub(b, bh), tw));
+      const h = truncPair(ah, bh);
+      const l = truncPair(al, bl);
+      const o = (<usize>i) << 1;
+      v128.store_lane<i64>(xh + o, i16x8.narrow_i32x4_s(h, h), 0);
+      v128.store_lane<i64>(xl + o, i16x8.narrow_i32x4_s(l, l), 0);
+    }
+    for (; i < n; i++) {
+      const a = <f64>load<f32>(x + ((<usize>i) << 2)) * s;
+      const ah = nearest(a);
+      store<i16>(xh + ((<usize>i) << 1), <i16>(<i32>ah));
+      store<i16>(xl + ((<usize>i) << 1), <i16>(<i32>nearest((a - ah) * 2 * <f64>range)));
+    }
+  } else xStep = 0;
+  for (; i < nPad; i++) {
+    store<i16>(xh + ((<usize>i) << 1), 0);
+    store<i16>(xl + ((<usize>i) << 1), 0);
   }
 }
 
@@ -148,17 +234,25 @@ function hsum4f(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
 
 // ---------------------------------------------------------------- dense int8
 
-// Tiles of 4 rows × 16 columns, 64 contiguous bytes, row-block major: one pointer walks the whole matrix,
-// and each x chunk (two i16x8) is loaded once per 4 rows. load8x8_s widens in the load itself.
-function int8Fast(desc: usize, x: usize, y: usize): void {
-  const rows = load<i32>(desc + D_ROWS);
-  const cols = load<i32>(desc + D_COLS);
-  const rowsPad = load<i32>(desc + D_ROWS_PAD);
-  const colsPad = load<i32>(desc + D_COLS_PAD);
-  const m = mark();
-  const xq = scratch((<usize>colsPad) << 1);
-  quantizeX16(x, cols, colsPad, quant_range(colsPad), xq);
-  let w = load<usize>(desc + D_W);
+// Tiles of 4 rows × 16 columns, 64 contiguous bytes, row-block major: one pointer walks the whole matrix.
+//
+// workerd compiles wasm with explicit bounds checks (no trap handler), so every load costs a compare and a
+// branch besides the load: these loops are laid out to load each weight byte once as part of a full
+// 16-byte load, and to share every x load among the 4 rows of a tile.
+
+// One row's 16 weights against the int16 x chunk (x0: columns 0-7, x1: 8-15), widened in registers.
+function dot16(acc: v128, v: v128, x0: v128, x1: v128): v128 {
+  return i32x4.add(
+    acc,
+    i32x4.add(
+      i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0),
+      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1),
+    ),
+  );
+}
+
+/** Per 4-row tile, lane i of sums[r..r+4) = Σ_k q[r+i,k]·xq[k] (int16 xq, colsPad of them). */
+function int16Sums(w: usize, xq: usize, rowsPad: i32, colsPad: i32, sums: usize): void {
   const blockBytes = (<usize>colsPad) << 2;
   for (let r = 0; r < rowsPad; r += 4) {
     let a0 = i32x4.splat(0);
@@ -170,26 +264,98 @@ function int8Fast(desc: usize, x: usize, y: usize): void {
     while (w < end) {
       const x0 = v128.load(xp);
       const x1 = v128.load(xp, 16);
-      a0 = i32x4.add(
-        a0,
-        i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 0), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 8), x1)),
-      );
-      a1 = i32x4.add(
-        a1,
-        i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 16), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 24), x1)),
-      );
-      a2 = i32x4.add(
-        a2,
-        i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 32), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 40), x1)),
-      );
-      a3 = i32x4.add(
-        a3,
-        i32x4.add(i32x4.dot_i16x8_s(v128.load8x8_s(w, 48), x0), i32x4.dot_i16x8_s(v128.load8x8_s(w, 56), x1)),
-      );
+      a0 = dot16(a0, v128.load(w), x0, x1);
+      a1 = dot16(a1, v128.load(w, 16), x0, x1);
+      a2 = dot16(a2, v128.load(w, 32), x0, x1);
+      a3 = dot16(a3, v128.load(w, 48), x0, x1);
       w += 64;
       xp += 32;
     }
-    finish4(desc, y, r, rows, hsum4(a0, a1, a2, a3));
+    v128.store(sums + ((<usize>r) << 2), hsum4(a0, a1, a2, a3));
+  }
+}
+
+/** The same for two int16 vectors at once (precise: value and residual), sharing each widened weight. */
+function int16Sums2(w: usize, xh: usize, xl: usize, rowsPad: i32, colsPad: i32, sh: usize, sl: usize): void {
+  const blockBytes = (<usize>colsPad) << 2;
+  for (let r = 0; r < rowsPad; r += 4) {
+    let a0 = i32x4.splat(0);
+    let a1 = i32x4.splat(0);
+    let a2 = i32x4.splat(0);
+    let a3 = i32x4.splat(0);
+    let b0 = i32x4.splat(0);
+    let b1 = i32x4.splat(0);
+    let b2 = i32x4.splat(0);
+    let b3 = i32x4.splat(0);
+    let k: usize = 0;
+    const end = w + blockBytes;
+    while (w < end) {
+      const h0 = v128.load(xh + k);
+      const h1 = v128.load(xh + k, 16);
+      const l0 = v128.load(xl + k);
+      const l1 = v128.load(xl + k, 16);
+      let v = v128.load(w);
+      let p = i16x8.extend_low_i8x16_s(v);
+      let q = i16x8.extend_high_i8x16_s(v);
+      a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(p, h0), i32x4.dot_i16x8_s(q, h1)));
+      b0 = i32x4.add(b0, i32x4.add(i32x4.dot_i16x8_s(p, l0), i32x4.dot_i16x8_s(q, l1)));
+      v = v128.load(w, 16);
+      p = i16x8.extend_low_i8x16_s(v);
+      q = i16x8.extend_high_i8x16_s(v);
+      a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(p, h0), i32x4.dot_i16x8_s(q, h1)));
+      b1 = i32x4.add(b1, i32x4.add(i32x4.dot_i16x8_s(p, l0), i32x4.dot_i16x8_s(q, l1)));
+      v = v128.load(w, 32);
+      p = i16x8.extend_low_i8x16_s(v);
+      q = i16x8.extend_high_i8x16_s(v);
+      a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(p, h0), i32x4.dot_i16x8_s(q, h1)));
+      b2 = i32x4.add(b2, i32x4.add(i32x4.dot_i16x8_s(p, l0), i32x4.dot_i16x8_s(q, l1)));
+      v = v128.load(w, 48);
+      p = i16x8.extend_low_i8x16_s(v);
+      q = i16x8.extend_high_i8x16_s(v);
+      a3 = i32x4.add(a3, i32x4.add(i32x4.dot_i16x8_s(p, h0), i32x4.dot_i16x8_s(q, h1)));
+      b3 = i32x4.add(b3, i32x4.add(i32x4.dot_i16x8_s(p, l0), i32x4.dot_i16x8_s(q, l1)));
+      w += 64;
+      k += 32;
+    }
+    const o = (<usize>r) << 2;
+    v128.store(sh + o, hsum4(a0, a1, a2, a3));
+    v128.store(sl + o, hsum4(b0, b1, b2, b3));
+  }
+}
+
+// x quantized to int16 with one scale; integer sums, rows finished in float64.
+function int8Fast(desc: usize, x: usize, y: usize): void {
+  const rows = load<i32>(desc + D_ROWS);
+  const cols = load<i32>(desc + D_COLS);
+  const rowsPad = load<i32>(desc + D_ROWS_PAD);
+  const colsPad = load<i32>(desc + D_COLS_PAD);
+  const m = mark();
+  const xq = scratch((<usize>colsPad) << 1);
+  const sums = scratch((<usize>rowsPad) << 2);
+  quantizeX16(x, cols, colsPad, quant_range(colsPad), xq);
+  int16Sums(load<usize>(desc + D_W), xq, rowsPad, colsPad, sums);
+  for (let r = 0; r < rows; r++) finishRow(desc, y, r, <f64>load<i32>(sums + ((<usize>r) << 2)));
+  release(m);
+}
+
+// x = xStep·(xh + xl/(2R)): two integer sums over the same weights, joined in float64.
+function int8Precise(desc: usize, x: usize, y: usize): void {
+  const rows = load<i32>(desc + D_ROWS);
+  const cols = load<i32>(desc + D_COLS);
+  const rowsPad = load<i32>(desc + D_ROWS_PAD);
+  const colsPad = load<i32>(desc + D_COLS_PAD);
+  const range = quant_range(colsPad);
+  const m = mark();
+  const xh = scratch((<usize>colsPad) << 1);
+  const xl = scratch((<usize>colsPad) << 1);
+  const sh = scratch((<usize>rowsPad) << 2);
+  const sl = scratch((<usize>rowsPad) << 2);
+  quantizeX16x2(x, cols, colsPad, range, xh, xl);
+  int16Sums2(load<usize>(desc + D_W), xh, xl, rowsPad, colsPad, sh, sl);
+  const inv = 1 / (2 * <f64>range);
+  for (let r = 0; r < rows; r++) {
+    const o = (<usize>r) << 2;
+    finishRow(desc, y, r, <f64>load<i32>(sh + o) + <f64>load<i32>(sl + o) * inv);
   }
   release(m);
 }
@@ -250,28 +416,116 @@ function padX(x: usize, n: i32, nPad: i32): usize {
   return p;
 }
 
-/**
- * acc + Σ of each 4 adjacent i8×u7 products. Spelled as dot + extadd rather than the fused
- * relaxed_dot_i8x16_i7x16_add_s because V8 11.3's baseline compiler (Node 20) miscompiles the fused form
- * (the accumulator is lost); TurboFan and the unfused form are right.
- */
+// Set by the host after probing the engine (wasm/src/kernels.ts): whether the fused
+// i32x4.relaxed_dot_i8x16_i7x16_add_s computes right here (V8 11.3's baseline compiler, Node 20, loses
+// the accumulator on CPUs with AVX-VNNI; later V8 compiles it to one vpdpbusd, right in both tiers), and
+// whether it takes x bytes ≥ 128 as unsigned without saturating (vpdpbusd does; the pmaddubsw fallback
+// saturates, and signed-by-signed hardware reads them as negative), which lets x carry 16 bits in 2 parts.
+let fusedDot = false;
+let partBits = 7;
+
+export function set_relaxed_dot(fused: i32, bits: i32): void {
+  fusedDot = fused != 0;
+  partBits = fusedDot && bits == 8 ? 8 : 7;
+}
+
+/** acc + Σ of each 4 adjacent i8×u7 products, unfused: dot to i16 pairs, then pairwise add to i32. */
 function dot7(acc: v128, w: v128, x: v128): v128 {
   return i32x4.add(acc, i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(w, x)));
 }
 
-// Relaxed: Σ q·x = 128·Σ q·hi + Σ q·lo − 8192·Σ q, two i8×u7 dots per 16 columns and no widening.
-function int8RelaxedDot(desc: usize, x: usize, y: usize): void {
+/** Per tile, sums of q·hi into sh and q·lo into sl (hi, lo: 7-bit bytes), with the fused instruction. */
+function relaxedSumsFused(
+  w: usize,
+  hi: usize,
+  lo: usize,
+  rowsPad: i32,
+  colsPad: i32,
+  sh: usize,
+  sl: usize,
+): void {
   if (ASC_FEATURE_RELAXED_SIMD) {
-    const rows = load<i32>(desc + D_ROWS);
-    const cols = load<i32>(desc + D_COLS);
-    const rowsPad = load<i32>(desc + D_ROWS_PAD);
-    const colsPad = load<i32>(desc + D_COLS_PAD);
-    const rowSum = load<usize>(desc + D_ROW_SUM);
-    const m = mark();
-    const hi = scratch(<usize>colsPad);
-    const lo = scratch(<usize>colsPad);
-    quantizeX14(x, cols, colsPad, hi, lo);
-    let w = load<usize>(desc + D_W);
+    const blockBytes = (<usize>colsPad) << 2;
+    for (let r = 0; r < rowsPad; r += 4) {
+      let h0 = i32x4.splat(0);
+      let h1 = i32x4.splat(0);
+      let h2 = i32x4.splat(0);
+      let h3 = i32x4.splat(0);
+      let l0 = i32x4.splat(0);
+      let l1 = i32x4.splat(0);
+      let l2 = i32x4.splat(0);
+      let l3 = i32x4.splat(0);
+      let k: usize = 0;
+      const end = w + blockBytes;
+      // Two 16-column chunks per pass (fewer loop branches), then the odd one.
+      const pairsEnd = w + (blockBytes & ~(<usize>127));
+      while (w < pairsEnd) {
+        let a = v128.load(hi + k);
+        let b = v128.load(lo + k);
+        let v = v128.load(w);
+        h0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h0);
+        l0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l0);
+        v = v128.load(w, 16);
+        h1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h1);
+        l1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l1);
+        v = v128.load(w, 32);
+        h2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h2);
+        l2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l2);
+        v = v128.load(w, 48);
+        h3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h3);
+        l3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l3);
+        a = v128.load(hi + k, 16);
+        b = v128.load(lo + k, 16);
+        v = v128.load(w, 64);
+        h0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h0);
+        l0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l0);
+        v = v128.load(w, 80);
+        h1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h1);
+        l1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l1);
+        v = v128.load(w, 96);
+        h2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h2);
+        l2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l2);
+        v = v128.load(w, 112);
+        h3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h3);
+        l3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l3);
+        w += 128;
+        k += 32;
+      }
+      if (w < end) {
+        const a = v128.load(hi + k);
+        const b = v128.load(lo + k);
+        let v = v128.load(w);
+        h0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h0);
+        l0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l0);
+        v = v128.load(w, 16);
+        h1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h1);
+        l1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l1);
+        v = v128.load(w, 32);
+        h2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h2);
+        l2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l2);
+        v = v128.load(w, 48);
+        h3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, a, h3);
+        l3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, b, l3);
+        w += 64;
+      }
+      const o = (<usize>r) << 2;
+      v128.store(sh + o, hsum4(h0, h1, h2, h3));
+      v128.store(sl + o, hsum4(l0, l1, l2, l3));
+    }
+  }
+}
+
+/** The same with the unfused form, for engines that miscompile the fused one. */
+function relaxedSumsSplit(
+  w: usize,
+  hi: usize,
+  lo: usize,
+  rowsPad: i32,
+  colsPad: i32,
+  sh: usize,
+  sl: usize,
+): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
     const blockBytes = (<usize>colsPad) << 2;
     for (let r = 0; r < rowsPad; r += 4) {
       let h0 = i32x4.splat(0);
@@ -285,34 +539,56 @@ function int8RelaxedDot(desc: usize, x: usize, y: usize): void {
       let k: usize = 0;
       const end = w + blockBytes;
       while (w < end) {
-        const xh = v128.load(hi + k);
-        const xl = v128.load(lo + k);
-        let v = v128.load(w, 0);
-        h0 = dot7(h0, v, xh);
-        l0 = dot7(l0, v, xl);
+        const a = v128.load(hi + k);
+        const b = v128.load(lo + k);
+        let v = v128.load(w);
+        h0 = dot7(h0, v, a);
+        l0 = dot7(l0, v, b);
         v = v128.load(w, 16);
-        h1 = dot7(h1, v, xh);
-        l1 = dot7(l1, v, xl);
+        h1 = dot7(h1, v, a);
+        l1 = dot7(l1, v, b);
         v = v128.load(w, 32);
-        h2 = dot7(h2, v, xh);
-        l2 = dot7(l2, v, xl);
+        h2 = dot7(h2, v, a);
+        l2 = dot7(l2, v, b);
         v = v128.load(w, 48);
-        h3 = dot7(h3, v, xh);
-        l3 = dot7(l3, v, xl);
+        h3 = dot7(h3, v, a);
+        l3 = dot7(l3, v, b);
         w += 64;
         k += 16;
       }
-      let sh = hsum4(h0, h1, h2, h3);
-      let sl = hsum4(l0, l1, l2, l3);
-      for (let i = 0; i < 4; i++) {
-        if (r + i >= rows) break;
-        const zs = <f64>load<i32>(rowSum + ((<usize>(r + i)) << 2));
-        const dot = 128 * <f64>i32x4.extract_lane(sh, 0) + <f64>i32x4.extract_lane(sl, 0) - 8192 * zs;
-        // extract_lane needs a constant lane: rotate the next row into lane 0.
-        finishRow(desc, y, r + i, dot);
-        sh = i32x4.shuffle(sh, sh, 1, 2, 3, 0);
-        sl = i32x4.shuffle(sl, sl, 1, 2, 3, 0);
-      }
+      const o = (<usize>r) << 2;
+      v128.store(sh + o, hsum4(h0, h1, h2, h3));
+      v128.store(sl + o, hsum4(l0, l1, l2, l3));
+    }
+  }
+}
+
+// Relaxed: Σ q·x = 2^b·Σ q·hi + Σ q·lo − 2^(2b−1)·Σ q (b = 7 or 8 bits per part), two i8×u(b) dots per
+// 16 columns and no widening.
+function int8RelaxedDot(desc: usize, x: usize, y: usize): void {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const rows = load<i32>(desc + D_ROWS);
+    const cols = load<i32>(desc + D_COLS);
+    const rowsPad = load<i32>(desc + D_ROWS_PAD);
+    const colsPad = load<i32>(desc + D_COLS_PAD);
+    const rowSum = load<usize>(desc + D_ROW_SUM);
+    const m = mark();
+    const hi = scratch(<usize>colsPad);
+    const lo = scratch(<usize>colsPad);
+    const sh = scratch((<usize>rowsPad) << 2);
+    const sl = scratch((<usize>rowsPad) << 2);
+    const bits = partBits;
+    quantizeXParts(x, cols, colsPad, bits, hi, lo);
+    const w = load<usize>(desc + D_W);
+    if (fusedDot) relaxedSumsFused(w, hi, lo, rowsPad, colsPad, sh, sl);
+    else relaxedSumsSplit(w, hi, lo, rowsPad, colsPad, sh, sl);
+    for (let r = 0; r < rows; r++) {
+      const o = (<usize>r) << 2;
+      const dot =
+        <f64>(1 << bits) * <f64>load<i32>(sh + o) +
+        <f64>load<i32>(sl + o) -
+        <f64>(1 << (2 * bits - 1)) * <f64>load<i32>(rowSum + o);
+      finishRow(desc, y, r, dot);
     }
     release(m);
   } else {
@@ -422,6 +698,7 @@ export function matvec(desc: usize, x: usize, y: usize): void {
     const mode = load<i32>(desc + D_MODE);
     if (mode == MODE_EXACT) int8Exact(desc, x, y);
     else if (mode == MODE_RELAXED_DOT) int8RelaxedDot(desc, x, y);
+    else if (mode == MODE_PRECISE) int8Precise(desc, x, y);
     else int8Fast(desc, x, y);
   } else if (kind == KIND_INT8_24) int8Sparse(desc, x, y);
   else if (kind == KIND_F32) f32MatVec(desc, x, y);

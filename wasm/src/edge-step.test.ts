@@ -13,7 +13,7 @@ import {
 } from '@switchyard/shared';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { int8FastTolerance } from '../test/tolerance.ts';
-import { WasmEdgeCompute, type WasmEdgeOptions } from './edge-step.ts';
+import { EDGE_MATRICES, WasmEdgeCompute, type WasmEdgeOptions } from './edge-step.ts';
 import { createKernels, type Kernels, type SimdFlavor } from './kernels.ts';
 import { enableRelaxedSimd, ensureBuilt, kernelBytes } from './node-loader.ts';
 
@@ -26,17 +26,6 @@ beforeAll(async () => {
   ensureBuilt();
   for (const flavor of FLAVORS) kernels.set(flavor, await createKernels(kernelBytes(), { flavor }));
 });
-
-const EDGE_MATRICES = [
-  'lstm.w_ih',
-  'lstm.w_hh',
-  'gate.w',
-  'memory.w_rq',
-  'memory.w_k',
-  'memory.w_v',
-  'memory.w_code',
-  'head.w',
-];
 
 /** The edge tensors stored as `scheme`, and the float32 map the reference computes with. */
 function stored(scheme: 'f32' | 'int8' | 'int8-2:4'): {
@@ -79,15 +68,20 @@ function fakeMixture(h: Float32Array): Float32Array {
 const TOKENS = [258, 72, 105, 33, 10, 200, 0, 259, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 257];
 
 describe.each(FLAVORS)('%s edge step against ReferenceModel (tiny preset, seed 42)', (flavor) => {
-  // Per-step bounds. 'exact' and f32 differ from the reference by float32 accumulation (and the float32
-  // exp/tanh), far below 1e-5 at these sizes. 'fast' adds the x rounding of each mat-vec: the head is held
-  // to its tolerance.ts bound directly; for the controller, the bound of W_ih·[x; r; m] alone is ~1e-3 here
-  // (Σ|W_r| ≈ 7, max|x| ≈ 2.5, range 8191), and σ, tanh and the gate softmax do not amplify it.
+  // Per-step bounds. 'exact', 'precise' and f32 differ from the reference by float32 rounding (and the
+  // float32 exp/tanh), far below 1e-5 at these sizes. 'fast' and 'relaxed-dot' add the x rounding of each
+  // mat-vec: a head in those modes is held to its tolerance.ts bound directly; for the controller, the bound
+  // of W_ih·[x; r; m] alone is ~1e-3 here (Σ|W_r| ≈ 7, max|x| ≈ 2.5, range 8191 at the least), and σ, tanh
+  // and the gate softmax do not amplify it. The head runs 'precise' unless asked otherwise: logits ≤ 1e-5.
   const variants: Array<[string, 'f32' | 'int8' | 'int8-2:4', WasmEdgeOptions, number]> = [
     ['f32 weights', 'f32', {}, 1e-5],
     ['int8 exact', 'int8', { mode: 'exact' }, 1e-5],
+    ['int8 precise', 'int8', { mode: 'precise' }, 1e-5],
+    ['int8 default (auto)', 'int8', {}, 2e-3],
     ['int8 fast', 'int8', { mode: 'fast' }, 2e-3],
+    ['int8 fast, head fast too', 'int8', { mode: 'fast', modes: { 'head.w': 'fast' } }, 2e-3],
     ['2:4 kernel', 'int8-2:4', { sparse: 'sparse' }, 2e-3],
+    ['2:4 kernel, head on it too', 'int8-2:4', { modes: { 'head.w': 'auto' } }, 2e-3],
   ];
 
   for (const [label, scheme, options, tol] of variants) {
@@ -97,7 +91,10 @@ describe.each(FLAVORS)('%s edge step against ReferenceModel (tiny preset, seed 4
       const wasm = new WasmEdgeCompute(kernels.get(flavor)!, config, tensors, options);
       expect(wasm.name).toBe(`wasm-${flavor}`);
       const state = ref.initialState();
+      const headMode = wasm.modes['head.w'];
+      const headRounds = headMode === 'fast' || headMode === 'relaxed-dot';
       let worst = 0;
+      let logits = 0;
       for (const token of TOKENS) {
         // Both sides start each step from the reference state, so errors are per step, not compounded.
         const w = wasm.controllerSync(cloneState(state), token);
@@ -114,7 +111,7 @@ describe.each(FLAVORS)('%s edge step against ReferenceModel (tiny preset, seed 4
         const wh = wasm.headSync(state.h, state.m);
         const rh = ref.head(state.h, state.m);
         worst = Math.max(worst, maxDiff(wh.stmKey, rh.stmKey), maxDiff(wh.stmValue, rh.stmValue));
-        if (options.mode === 'fast' || scheme === 'int8-2:4') {
+        if (headRounds) {
           const hm = new Float32Array([...state.h, ...state.m]);
           const bound = int8FastTolerance(
             refParams.get('head.w')!.data,
@@ -126,7 +123,7 @@ describe.each(FLAVORS)('%s edge step against ReferenceModel (tiny preset, seed 4
           expect(Array.from(wh.logits).filter((v, i) => !(Math.abs(v - rh.logits[i]) <= bound[i]))).toEqual(
             [],
           );
-        } else worst = Math.max(worst, maxDiff(wh.logits, rh.logits));
+        } else logits = Math.max(logits, maxDiff(wh.logits, rh.logits));
         ReferenceModel.stmWrite(state.stm, rh.stmKey, rh.stmValue);
 
         const wc = wasm.ltmCodeSync(state.h);
@@ -136,8 +133,38 @@ describe.each(FLAVORS)('%s edge step against ReferenceModel (tiny preset, seed 4
       }
       expect(state.stm.count).toBe(config.memory.stm_slots); // the ring filled and wrapped
       expect(worst).toBeLessThanOrEqual(tol);
+      expect(logits).toBeLessThanOrEqual(1e-5);
     });
   }
+
+  it("per-matrix modes: 'modes' overrides 'mode'; the head defaults to 'precise' ('exact' with mode 'exact')", () => {
+    const k = kernels.get(flavor)!;
+    const { tensors } = stored('int8');
+    const auto = new WasmEdgeCompute(k, config, tensors);
+    for (const name of EDGE_MATRICES.filter((n) => n !== 'head.w')) expect(auto.modes[name]).toBe(k.autoMode);
+    expect(auto.modes['head.w']).toBe('precise');
+    expect(new WasmEdgeCompute(k, config, tensors, { mode: 'exact' }).modes['head.w']).toBe('exact');
+    const mixed = new WasmEdgeCompute(k, config, tensors, {
+      mode: 'fast',
+      modes: { 'lstm.w_ih': 'exact', 'head.w': 'fast' },
+    });
+    expect(mixed.modes).toEqual({
+      'lstm.w_ih': 'exact',
+      'lstm.w_hh': 'fast',
+      'gate.w': 'fast',
+      'memory.w_rq': 'fast',
+      'memory.w_k': 'fast',
+      'memory.w_v': 'fast',
+      'memory.w_code': 'fast',
+      'head.w': 'fast',
+    });
+    const f32 = new WasmEdgeCompute(k, config, stored('f32').tensors, { modes: { 'head.w': 'fast' } });
+    expect(f32.modes['head.w']).toBeUndefined(); // float32 matrices have no int8 mode
+    expect(
+      () =>
+        new WasmEdgeCompute(k, config, tensors, { modes: { 'head.b': 'fast' } as WasmEdgeOptions['modes'] }),
+    ).toThrow(/modes: expected keys among lstm.w_ih, .*head.w, found "head.b"/);
+  });
 
   it('a 20-step rollout on its own state stays with the reference (int8 fast)', () => {
     const { tensors, ref: refParams } = stored('int8');

@@ -12,13 +12,44 @@ import {
   type StoredTensor,
   type Tensor,
 } from '@switchyard/shared';
-import { WasmKernelError, type Int8Mode, type Kernels, type WasmMatrix } from './kernels.ts';
+import {
+  WasmKernelError,
+  type Int8Mode,
+  type Int8ModeOption,
+  type Kernels,
+  type WasmMatrix,
+} from './kernels.ts';
+
+/** The edge step's matrices (shared/src/params.ts), each of which may be stored int8. */
+export const EDGE_MATRICES = [
+  'lstm.w_ih',
+  'lstm.w_hh',
+  'gate.w',
+  'memory.w_rq',
+  'memory.w_k',
+  'memory.w_v',
+  'memory.w_code',
+  'head.w',
+] as const;
+export type EdgeMatrix = (typeof EDGE_MATRICES)[number];
 
 export interface WasmEdgeOptions {
-  /** How int8 matrices multiply (default 'fast'). */
-  mode?: Int8Mode;
+  /** How int8 matrices multiply (default 'auto': 'relaxed-dot' where Kernels.fusedDot, else 'fast'). */
+  mode?: Int8ModeOption;
+  /**
+   * Per matrix, over `mode`. head.w defaults to 'precise' ('exact' when mode is 'exact'): the logits are
+   * what sampling and the golden checksums see, and x rounding in 'fast' added up to more than float32
+   * error in the checksum; 'precise' holds them to float32 error for ~13 µs more per r1-seed step in
+   * workerd than 'relaxed-dot' ('exact': ~33 µs).
+   */
+  modes?: Partial<Record<EdgeMatrix, Int8ModeOption>>;
   /** 2:4 tensors: the 2:4 kernel or densified (default 'sparse'). */
   sparse?: 'sparse' | 'dense';
+}
+
+/** The head's mode when `modes` does not name one. */
+export function defaultHeadMode(mode: Int8ModeOption | undefined): Int8Mode {
+  return mode === 'exact' ? 'exact' : 'precise';
 }
 
 /** Edge tensors by name (shared/src/params.ts): stored (f32, int8, 2:4) or logical float32. */
@@ -42,6 +73,8 @@ export class WasmEdgeCompute implements EdgeComputeBackend {
   private readonly value: WasmMatrix;
   private readonly code: WasmMatrix;
   private readonly out: WasmMatrix;
+  /** The mode each int8 matrix runs in (undefined for float32 matrices). */
+  readonly modes: Readonly<Record<EdgeMatrix, Int8Mode | undefined>>;
 
   /** Copies every edge tensor into kernel memory; checks names and shapes against the config. */
   constructor(
@@ -70,17 +103,22 @@ export class WasmEdgeCompute implements EdgeComputeBackend {
           `tensor "${spec.name}": expected shape [${spec.shape}], found [${t.shape}]`,
         );
     }
+    for (const name of Object.keys(options.modes ?? {}))
+      if (!(EDGE_MATRICES as readonly string[]).includes(name))
+        throw new WasmKernelError(`modes: expected keys among ${EDGE_MATRICES.join(', ')}, found "${name}"`);
     const stored = (name: string): StoredTensor => {
       const t = tensors.get(name)!;
       return 'scheme' in t ? t : { scheme: 'f32', shape: t.shape, data: t.data };
     };
     const vector = (name: string) => dequantize(stored(name)).data;
-    const load = (name: string, bias?: string) => {
+    const modeOf = (name: EdgeMatrix): Int8ModeOption | undefined =>
+      options.modes?.[name] ?? (name === 'head.w' ? defaultHeadMode(options.mode) : options.mode);
+    const load = (name: EdgeMatrix, bias?: string) => {
       const t = stored(name);
       const int8 = t.scheme !== 'f32';
       return kernels.loadMatrix(t, {
         bias: bias ? vector(bias) : undefined,
-        mode: int8 ? options.mode : undefined,
+        mode: int8 ? modeOf(name) : undefined,
         sparse: options.sparse,
       });
     };
@@ -93,6 +131,16 @@ export class WasmEdgeCompute implements EdgeComputeBackend {
     this.value = load('memory.w_v');
     this.code = load('memory.w_code');
     this.out = load('head.w', 'head.b');
+    this.modes = {
+      'lstm.w_ih': this.wih.mode,
+      'lstm.w_hh': this.whh.mode,
+      'gate.w': this.gate.mode,
+      'memory.w_rq': this.rq.mode,
+      'memory.w_k': this.key.mode,
+      'memory.w_v': this.value.mode,
+      'memory.w_code': this.code.mode,
+      'head.w': this.out.mode,
+    };
   }
 
   private checkState(state: ControllerState): void {

@@ -3,12 +3,13 @@ import { dequantize, matVec, quantize24, quantizeInt8, Rng, type StoredTensor } 
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CASE_FILES, toStored, type AllCases, type MatVecCase } from '../test/cases.ts';
 import { generateCases } from '../test/gen-cases.ts';
-import { f32Tolerance, int8FastTolerance, NONLINEAR_ABS } from '../test/tolerance.ts';
+import { f32Tolerance, int8FastTolerance, int8PreciseTolerance, NONLINEAR_ABS } from '../test/tolerance.ts';
 import {
   createKernels,
   relaxedSimdSupported,
   WasmKernelError,
   type Int8Mode,
+  type Int8ModeOption,
   type Kernels,
   type SimdFlavor,
 } from './kernels.ts';
@@ -61,8 +62,13 @@ it('the case files are what gen-cases.ts makes from the current reference', () =
 
 describe.each(FLAVORS)('%s kernels', (flavor) => {
   const k = () => kernels.get(flavor)!;
-  const int8Modes: Int8Mode[] =
-    flavor === 'relaxed-simd' ? ['fast', 'relaxed-dot', 'exact'] : ['fast', 'exact'];
+  const int8Modes: Int8ModeOption[] =
+    flavor === 'relaxed-simd'
+      ? ['fast', 'precise', 'relaxed-dot', 'exact', 'auto']
+      : ['fast', 'precise', 'exact', 'auto'];
+  /** Which of a case's tolerances a mode is held to ('auto' picks relaxed-dot or fast). */
+  const tolKind = (mode: Int8ModeOption) =>
+    mode === 'exact' ? 'exact' : mode === 'precise' ? 'precise' : 'fast';
 
   const runMatVec = (c: MatVecCase, options: Parameters<Kernels['loadMatrix']>[1]) => {
     const m = k().loadMatrix(toStored(c.w, c.rows, c.cols), {
@@ -75,16 +81,18 @@ describe.each(FLAVORS)('%s kernels', (flavor) => {
   describe('int8 mat-vec cases', () => {
     for (const mode of int8Modes)
       it.each(cases['matvec-int8'].cases.map((c) => [c.name, c] as const))(`${mode}: %s`, (_, c) => {
-        const tol = mode === 'exact' ? c.tolerance.exact : c.tolerance.fast;
+        const tol = c.tolerance[tolKind(mode)];
         if (!tol) return; // this case documents no bound for the path (subnormal x in float32)
         expect(violations(runMatVec(c, { mode }), c.expected, tol)).toEqual([]);
       });
   });
 
   describe('2:4 int8 mat-vec cases', () => {
-    const variants: Array<[string, Parameters<Kernels['loadMatrix']>[1], 'fast' | 'exact']> = [
+    const variants: Array<[string, Parameters<Kernels['loadMatrix']>[1], 'fast' | 'precise' | 'exact']> = [
       ['2:4 kernel', { sparse: 'sparse' }, 'fast'],
+      ['2:4 kernel, auto', { mode: 'auto' }, 'fast'],
       ['densified', { sparse: 'dense' }, 'fast'],
+      ['densified precise', { mode: 'precise' }, 'precise'],
       ['densified exact', { mode: 'exact' }, 'exact'],
     ];
     for (const [label, options, tolKind] of variants)
@@ -135,14 +143,17 @@ describe.each(FLAVORS)('%s kernels', (flavor) => {
     const data = Float32Array.from({ length: rows * cols }, () => rng.normal() * 0.03);
     const x = Float32Array.from({ length: cols }, () => rng.normal());
     const bias = Float32Array.from({ length: rows }, () => rng.normal());
-    const check = (t: StoredTensor, modes: Int8Mode[], sparse?: 'sparse' | 'dense') => {
+    const check = (t: StoredTensor, modes: Int8ModeOption[], sparse?: 'sparse' | 'dense') => {
       const w = dequantize(t).data;
       const ref = matVec(w, rows, cols, x, bias);
+      const tolerances = {
+        fast: int8FastTolerance(w, rows, cols, x, ref),
+        precise: int8PreciseTolerance(w, rows, cols, x, ref),
+        exact: f32Tolerance(w, rows, cols, x, ref),
+      };
       for (const mode of modes) {
         const y = k().matVec(k().loadMatrix(t, { bias, mode, sparse }), x);
-        const tol =
-          mode === 'exact' ? f32Tolerance(w, rows, cols, x, ref) : int8FastTolerance(w, rows, cols, x, ref);
-        expect(violations(y, ref, tol), mode).toEqual([]);
+        expect(violations(y, ref, tolerances[tolKind(mode)]), mode).toEqual([]);
       }
     };
     it('dense int8, every mode', () => check(quantizeInt8({ shape: [rows, cols], data }), int8Modes));
@@ -254,7 +265,9 @@ describe.each(FLAVORS)('%s kernels', (flavor) => {
     });
 
     it('lists the valid modes and flavors', () => {
-      expect(() => k().loadMatrix(t8, { mode: 'fastest' as Int8Mode })).toThrow(/fast, exact, relaxed-dot/);
+      expect(() => k().loadMatrix(t8, { mode: 'fastest' as Int8Mode })).toThrow(
+        /auto, fast, precise, exact, relaxed-dot/,
+      );
       if (flavor === 'simd')
         expect(() => k().loadMatrix(t8, { mode: 'relaxed-dot' })).toThrow(/expected the relaxed-simd flavor/);
       expect(() =>
@@ -271,16 +284,51 @@ describe.each(FLAVORS)('%s kernels', (flavor) => {
     });
   });
 
-  it('setMode switches an int8 matrix between the fast and exact paths', () => {
+  it('setMode switches an int8 matrix between the fast, precise and exact paths', () => {
     const rng = new Rng(11);
     const t = quantizeInt8({ shape: [6, 40], data: Float32Array.from({ length: 240 }, () => rng.normal()) });
     const x = Float32Array.from({ length: 40 }, () => rng.normal());
-    const ref = matVec(dequantize(t).data, 6, 40, x);
-    const m = k().loadMatrix(t);
+    const w = dequantize(t).data;
+    const ref = matVec(w, 6, 40, x);
+    const m = k().loadMatrix(t, { mode: 'fast' });
     const fast = k().matVec(m, x);
     const exact = k().matVec(k().setMode(m, 'exact'), x);
-    expect(violations(exact, ref, f32Tolerance(dequantize(t).data, 6, 40, x, ref))).toEqual([]);
+    expect(violations(exact, ref, f32Tolerance(w, 6, 40, x, ref))).toEqual([]);
     expect(Array.from(exact)).not.toEqual(Array.from(fast));
+    const precise = k().setMode(m, 'precise');
+    expect(precise.mode).toBe('precise');
+    expect(violations(k().matVec(precise, x), ref, int8PreciseTolerance(w, 6, 40, x, ref))).toEqual([]);
+    expect(k().setMode(m, 'auto').mode).toBe(k().autoMode);
+  });
+
+  it("'auto' (the default) is relaxed-dot exactly where it runs fused with 8-bit parts, else fast", () => {
+    const t = quantizeInt8({ shape: [4, 8], data: new Float32Array(32).fill(1) });
+    expect(k().loadMatrix(t).mode).toBe(k().autoMode);
+    expect(k().loadMatrix(t, { mode: 'auto' }).mode).toBe(k().autoMode);
+    expect(k().autoMode).toBe(k().relaxedDot === 'fused-8bit' ? 'relaxed-dot' : 'fast');
+    if (flavor === 'simd') expect(k().relaxedDot).toBeUndefined();
+    else expect(['fused-8bit', 'fused-7bit', 'unfused-7bit']).toContain(k().relaxedDot);
+  });
+
+  it("'precise' is within float32 rounding where 'fast' is not", () => {
+    // x with a wide dynamic range: fast's int16 step is max|x|/32767, far above the small entries' ulps.
+    const rng = new Rng(12);
+    const rows = 9;
+    const cols = 64;
+    const t = quantizeInt8({
+      shape: [rows, cols],
+      data: Float32Array.from({ length: rows * cols }, () => rng.normal()),
+    });
+    const x = Float32Array.from({ length: cols }, (_, i) => (i === 0 ? 100 : rng.normal() * 1e-3));
+    const w = dequantize(t).data;
+    const ref = matVec(w, rows, cols, x);
+    const f32 = f32Tolerance(w, rows, cols, x, ref);
+    const err = (mode: Int8Mode) =>
+      Math.max(
+        ...Array.from(k().matVec(k().loadMatrix(t, { mode }), x), (v, r) => Math.abs(v - ref[r]) / f32[r]),
+      );
+    expect(err('precise')).toBeLessThanOrEqual(1);
+    expect(err('fast')).toBeGreaterThan(1);
   });
 });
 

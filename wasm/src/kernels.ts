@@ -5,14 +5,24 @@
 // each compute call allocates its inputs, outputs and the kernels' scratch above a mark and drops them.
 //
 // Accuracy, against the float32 reference on the dequantized weights (shared/src/math.ts matVec):
-// - int8 'fast' (default) quantizes x per call to int16 with one scale, range R = min(32767, ⌊(2³¹−1) /
+// - int8 'fast' quantizes x per call to int16 with one scale, range R = min(32767, ⌊(2³¹−1) /
 //   (127·colsPad)⌋ − 1), so that integer sums cannot overflow; rows are finished in float64. Hence
 //   |y − y_ref| ≤ Σ_k|W_rk|·max|x|/(2R) (x rounding) + 2⁻²⁴·Σ_k|W_rk·x_k| (the reference's own rounding of
-//   q·scale) + 2⁻²³·|y|. 'relaxed-dot' uses R = 8191. 2:4 matrices follow the same bound.
+//   q·scale) + 2⁻²³·|y|. 'relaxed-dot' uses R = 32767 with 8-bit parts and R = 8191 with 7-bit ones
+//   (Kernels.relaxedDot). 2:4 matrices follow the same bound.
+// - int8 'precise' writes x/step as an int16 value plus an int16 residual in 1/(2R) steps (same R), two
+//   integer sums joined in float64: the x term of the bound above shrinks to Σ_k|W_rk|·max|x|/(4R²), below
+//   float32 resolution, so |y − y_ref| ≤ Σ_k|W_rk|·max|x|/(4R²) + 2⁻²⁴·Σ_k|W_rk·x_k| + 2⁻²³·|y|.
 // - int8 'exact' and float32 matrices accumulate in float32: |y − y_ref| ≤ (colsPad/4 + 16)·2⁻²⁴·
 //   Σ_k|W_rk·x_k| + 2⁻²³·|y|.
+// - 'auto' (the default) is 'relaxed-dot' where it runs fused with 8-bit parts (probed when the kernels are
+//   created; R = 32767 ≥ the 'fast' R at every width), else 'fast'; its bound is that of the mode it picked.
 // - exp/sigmoid/tanh are polynomial approximations within a few float32 ulps (see kernels.test.ts);
 //   softmax, top-k gates, the STM read and the sparse code's selection run in float64 as the reference does.
+//
+// Speed, inside workerd at 2048×896 (CPU time of the workerd process on this 2-core AVX-VNNI box):
+// 'relaxed-dot' fused ~22 GMAC/s, 'fast' ~15, 'precise' ~11, 'exact' ~6. workerd compiles wasm with explicit bounds checks,
+// so loads cost more than in Node; the kernels load each weight once, 16 bytes at a time.
 import type { StoredTensor, Tensor } from '@switchyard/shared';
 import { densify24 } from '@switchyard/shared/quant';
 import {
@@ -26,6 +36,7 @@ import {
   KIND_INT8_24,
   MODE_EXACT,
   MODE_FAST,
+  MODE_PRECISE,
   MODE_RELAXED_DOT,
   packF32,
   packInt8,
@@ -50,14 +61,27 @@ export interface KernelOptions {
 }
 
 /**
- * How an int8 matrix multiplies: 'fast' quantizes x to int16 (i32x4.dot_i16x8_s); 'exact' widens the weights
- * to float32 and uses x as given (about 4× slower); 'relaxed-dot' (relaxed-simd only, dense int8 only) splits
- * x into two 7-bit halves for i32x4.relaxed_dot_i8x16_i7x16_add_s.
+ * How an int8 matrix multiplies: 'fast' quantizes x to int16 (i32x4.dot_i16x8_s); 'precise' quantizes x to
+ * an int16 value and an int16 residual (two dots, float32-level error, ~1.5× the time of 'fast'); 'exact'
+ * widens the weights to float32 and uses x as given (~2.5× 'fast'); 'relaxed-dot' (relaxed-simd only, dense
+ * int8 only) splits x into two 7-bit halves for i32x4.relaxed_dot_i8x16_i7x16_add_s (one vpdpbusd each on
+ * AVX-VNNI), or its unfused form where the engine miscompiles the fused one.
  */
-export type Int8Mode = 'fast' | 'exact' | 'relaxed-dot';
-export const INT8_MODES: readonly Int8Mode[] = ['fast', 'exact', 'relaxed-dot'];
+export type Int8Mode = 'fast' | 'precise' | 'exact' | 'relaxed-dot';
+export const INT8_MODES: readonly Int8Mode[] = ['fast', 'precise', 'exact', 'relaxed-dot'];
+/** A mode to ask for: one of INT8_MODES, or 'auto' (Kernels.autoMode). */
+export type Int8ModeOption = Int8Mode | 'auto';
+
+/**
+ * How 'relaxed-dot' runs: x in two 8-bit unsigned parts (R = 32767) on the fused instruction where it
+ * multiplies u8 by i8 without saturating (AVX-VNNI's vpdpbusd); in two 7-bit parts (R = 8191) on it where
+ * only 7-bit operands are exact; or in 7-bit parts on the unfused form where the engine miscompiles the fused
+ * one (Node 20 on AVX-VNNI CPUs).
+ */
+export type RelaxedDotPath = 'fused-8bit' | 'fused-7bit' | 'unfused-7bit';
 const MODE_CODES: Record<Int8Mode, number> = {
   fast: MODE_FAST,
+  precise: MODE_PRECISE,
   exact: MODE_EXACT,
   'relaxed-dot': MODE_RELAXED_DOT,
 };
@@ -78,8 +102,11 @@ export interface WasmMatrix {
 export interface LoadOptions {
   /** b[rows], added to every product. */
   bias?: Float32Array;
-  /** For int8 matrices; default 'fast'. A 2:4 matrix in 'exact' or 'relaxed-dot' mode is densified. */
-  mode?: Int8Mode;
+  /**
+   * For int8 matrices; default 'auto'. A 2:4 matrix keeps the 2:4 kernel in 'auto' and 'fast' (unless
+   * sparse: 'dense'), and is densified for the other modes.
+   */
+  mode?: Int8ModeOption;
   /** For 2:4 tensors: keep the 2:4 kernel ('sparse', default) or expand to dense int8 ('dense'). */
   sparse?: 'sparse' | 'dense';
 }
@@ -94,6 +121,7 @@ export interface KernelExports {
   mark(): number;
   release(mark: number): void;
   quant_range(colsPad: number): number;
+  set_relaxed_dot(fused: number, bits: number): void;
   matvec(desc: number, x: number, y: number): void;
   lstm_cell(wih: number, whh: number, input: number, h: number, c: number, hOut: number, cOut: number): void;
   softmax(x: number, n: number, out: number): void;
@@ -186,10 +214,12 @@ export async function createKernels(sources: KernelSources, options: KernelOptio
   return new Kernels(instance.exports as unknown as KernelExports, flavor);
 }
 
-function int8Mode(mode: Int8Mode | undefined): Int8Mode {
-  const m = mode ?? 'fast';
-  if (!INT8_MODES.includes(m))
-    throw new WasmKernelError(`int8 mode: expected one of ${INT8_MODES.join(', ')}, found ${String(m)}`);
+function int8Mode(mode: Int8ModeOption | undefined): Int8ModeOption {
+  const m = mode ?? 'auto';
+  if (m !== 'auto' && !INT8_MODES.includes(m))
+    throw new WasmKernelError(
+      `int8 mode: expected one of auto, ${INT8_MODES.join(', ')}, found ${String(m)}`,
+    );
   return m;
 }
 
@@ -218,6 +248,11 @@ export interface SparseCodeResult {
 }
 
 export class Kernels {
+  /**
+   * How 'relaxed-dot' runs on this engine and CPU (undefined for the simd flavor), decided when the kernels
+   * are created by running the kernel on probe matrices and comparing with exact integer arithmetic.
+   */
+  readonly relaxedDot: RelaxedDotPath | undefined;
   private buffer: ArrayBuffer | undefined;
   private u8v = new Uint8Array(0);
   private i8v = new Int8Array(0);
@@ -236,6 +271,61 @@ export class Kernels {
       );
     if ((raw.relaxed() === 1) !== (flavor === 'relaxed-simd'))
       throw new WasmKernelError(`kernel module: expected a ${flavor} build, found the other one`);
+    this.relaxedDot = flavor === 'relaxed-simd' ? this.probeRelaxedDot() : undefined;
+  }
+
+  /** Whether 'relaxed-dot' uses the fused i32x4.relaxed_dot_i8x16_i7x16_add_s. */
+  get fusedDot(): boolean {
+    return this.relaxedDot === 'fused-8bit' || this.relaxedDot === 'fused-7bit';
+  }
+
+  /**
+   * The widest relaxed-dot path that computes a probe matrix exactly: x of max|x| = 2^(2b−1) − 1 has step 1,
+   * so every output is an exact integer. The 8-bit probe pairs x bytes of 255 with weights of 127, which
+   * saturates pmaddubsw and reads negative on signed-by-signed hardware. Three 16-column chunks, so that both
+   * loops of the kernel (pairs of chunks, then the odd one) run.
+   */
+  private probeRelaxedDot(): RelaxedDotPath {
+    for (const [path, bits] of [
+      ['fused-8bit', 8],
+      ['fused-7bit', 7],
+    ] as const) {
+      this.raw.set_relaxed_dot(1, bits);
+      if (this.probeExact(2 ** (2 * bits - 1) - 1)) return path;
+    }
+    this.raw.set_relaxed_dot(0, 7);
+    return 'unfused-7bit';
+  }
+
+  private probeExact(range: number): boolean {
+    const rows = 8;
+    const cols = 48;
+    const q = Int8Array.from({ length: rows * cols }, (_, i) => ((i * 37 + 11) % 255) - 127);
+    const x = Float32Array.from({ length: cols }, (_, k) => ((k * 5309 + 7) % (2 * range + 1)) - range);
+    q.set([127, 127, 127, 127]);
+    x.set([range, range, range, range]);
+    const expected = Array.from({ length: rows }, (_, r) => {
+      let sum = 0;
+      for (let k = 0; k < cols; k++) sum += q[r * cols + k] * x[k];
+      return Math.fround(sum);
+    });
+    const mk = this.mark();
+    try {
+      const m = this.loadInt8(q, new Float32Array(rows).fill(1), rows, cols, 'relaxed-dot');
+      const y = this.matVec(m, x);
+      return expected.every((e, r) => y[r] === e);
+    } finally {
+      this.release(mk);
+    }
+  }
+
+  /** The mode 'auto' (or no mode) stands for: 'relaxed-dot' where it is fused with 8-bit parts, else 'fast'. */
+  get autoMode(): Int8Mode {
+    return this.relaxedDot === 'fused-8bit' ? 'relaxed-dot' : 'fast';
+  }
+
+  private resolveMode(mode: Int8ModeOption): Int8Mode {
+    return mode === 'auto' ? this.autoMode : mode;
   }
 
   // ---------------------------------------------------------------- memory
@@ -319,7 +409,8 @@ export class Kernels {
         );
       return this.loadF32(st.data, rows, cols, options.bias);
     }
-    const mode = int8Mode(options.mode);
+    const asked = int8Mode(options.mode);
+    const mode = this.resolveMode(asked);
     if (mode === 'relaxed-dot' && this.flavor !== 'relaxed-simd')
       throw new WasmKernelError(
         `int8 mode relaxed-dot: expected the relaxed-simd flavor, found ${this.flavor}`,
@@ -342,14 +433,14 @@ export class Kernels {
       rows * Math.ceil(cols / 8),
       `${rows}×${Math.ceil(cols / 8)}`,
     );
-    if (options.sparse === 'dense' || mode !== 'fast')
+    if (options.sparse === 'dense' || (asked !== 'auto' && asked !== 'fast'))
       return this.loadInt8(densify24(st).q, st.scale, rows, cols, mode, options.bias);
     return this.loadSparse24(st.q, st.idx, st.scale, rows, cols, options.bias);
   }
 
   /** Switches an int8 matrix between modes (a 2:4 kernel matrix has only 'fast'). */
-  setMode(m: WasmMatrix, mode: Int8Mode): WasmMatrix {
-    int8Mode(mode);
+  setMode(m: WasmMatrix, option: Int8ModeOption): WasmMatrix {
+    const mode = this.resolveMode(int8Mode(option));
     if (m.kind !== 'int8')
       throw new WasmKernelError(
         `setMode: expected an int8 matrix, found ${m.kind}; reload 2:4 with sparse: 'dense'`,

@@ -1,7 +1,7 @@
 // Weight layouts inside the kernels' memory, written once at load. Mirrors wasm/assembly/layout.ts:
 // change both together and bump ABI_VERSION.
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 export const DESC_BYTES = 48;
 
 export const KIND_INT8 = 1;
@@ -11,6 +11,7 @@ export const KIND_F32 = 3;
 export const MODE_FAST = 0;
 export const MODE_EXACT = 1;
 export const MODE_RELAXED_DOT = 2;
+export const MODE_PRECISE = 3;
 
 /** i32 slots of the descriptor (byte offset / 4). */
 export const D = {

@@ -14,8 +14,11 @@ export interface MatVecCase {
   bias: number[] | null;
   x: number[];
   expected: number[];
-  /** Per output, the allowed |got − expected|: 'fast' for x-quantizing paths, 'exact' for float32 ones. */
-  tolerance: { fast?: number[]; exact?: number[] };
+  /**
+   * Per output, the allowed |got − expected|: 'fast' for the x-quantizing paths ('fast', 'relaxed-dot', 2:4),
+   * 'precise' for 'precise' (present wherever 'fast' is), 'exact' for the float32 ones.
+   */
+  tolerance: { fast?: number[]; precise?: number[]; exact?: number[] };
 }
 
 export interface LstmCase {

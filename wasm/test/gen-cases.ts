@@ -27,7 +27,7 @@ import {
   type SparseCodeCase,
   type StmReadCase,
 } from './cases.ts';
-import { f32Tolerance, int8FastTolerance, lstmTolerance } from './tolerance.ts';
+import { f32Tolerance, int8FastTolerance, int8PreciseTolerance, lstmTolerance } from './tolerance.ts';
 
 /** float32 values with 9 significant digits: enough to come back to the same float32. */
 const f32s = (a: ArrayLike<number>) => Array.from(a, (v) => Number(Math.fround(v).toPrecision(9)));
@@ -53,7 +53,10 @@ function matVecCase(
   const w = weightsOf(t);
   const expected = matVec(w, rows, cols, x, bias ?? undefined);
   const tolerance: MatVecCase['tolerance'] = {};
-  if (paths.includes('fast')) tolerance.fast = tols(int8FastTolerance(w, rows, cols, x, expected));
+  if (paths.includes('fast')) {
+    tolerance.fast = tols(int8FastTolerance(w, rows, cols, x, expected));
+    tolerance.precise = tols(int8PreciseTolerance(w, rows, cols, x, expected));
+  }
   if (paths.includes('exact')) tolerance.exact = tols(f32Tolerance(w, rows, cols, x, expected));
   const data = toData(t);
   if (data.scheme === 'f32') data.w = f32s(data.w);
@@ -513,7 +516,8 @@ export function generateCases(): AllCases {
   const file = <T>(kernel: string, about: string, cases: T[]) => ({ kernel, about, cases });
   const matvecAbout =
     'y = W x + b against shared/src/math.ts matVec on the dequantized W; |got - expected| <= tolerance per row ' +
-    '(fast: x quantized to int16 per call; exact: float32 accumulation; see wasm/src/kernels.ts)';
+    '(fast: x quantized to integers per call; precise: x as an int16 value and residual; exact: float32 ' +
+    'accumulation; see wasm/src/kernels.ts)';
   return {
     'matvec-int8': file('matvec', matvecAbout, int8Cases()),
     'matvec-int8-24': file(

@@ -14,7 +14,10 @@ export function quantRange(colsPad: number): number {
   return Math.max(1, Math.min(32767, r));
 }
 
-/** The smallest range any int8 path may use for `cols` columns: 8191 for relaxed-dot, else quantRange. */
+/**
+ * The smallest range any x-quantizing int8 path may use for `cols` columns: 8191 for relaxed-dot with 7-bit
+ * parts (32767 with 8-bit ones), else quantRange.
+ */
 export function quantRangeFloor(cols: number): number {
   return Math.min(8191, quantRange(roundUp(cols, 16)));
 }
@@ -59,6 +62,24 @@ export function int8FastTolerance(
   const mx = maxAbs(x);
   return rowSums(w, rows, cols, x).map(
     (s, r) => (1.02 * s.l1 * mx) / (2 * q) + U * s.abs + 4 * U * Math.abs(y[r]) + TINY,
+  );
+}
+
+/**
+ * int8 'precise': x as an int16 value plus an int16 residual in 1/(2R) steps, so x rounding contributes
+ * Σ|W|·max|x|/(4R²); the rest as for 'fast'.
+ */
+export function int8PreciseTolerance(
+  w: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  x: ArrayLike<number>,
+  y: ArrayLike<number>,
+): number[] {
+  const q = quantRange(roundUp(cols, 16));
+  const mx = maxAbs(x);
+  return rowSums(w, rows, cols, x).map(
+    (s, r) => (1.02 * s.l1 * mx) / (4 * q * q) + U * s.abs + 4 * U * Math.abs(y[r]) + TINY,
   );
 }
 

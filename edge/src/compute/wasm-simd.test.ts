@@ -16,11 +16,14 @@ const model = goldenModel(fullModel);
 
 // Per-step tolerances (same inputs on both sides, so errors do not compound):
 // - 'exact' accumulates the dequantized int8 weights in float32: at most (cols/4 + 17)·2⁻²⁴·Σ|W x| per output
-//   (wasm/src/kernels.ts), about 1e-5 on this model's ≤ 112 columns and |W x| sums.
-// - 'fast' quantizes x to int16 per call: Σ_k|W_rk|·max|x|/65534 per output. The logits are held to that
-//   bound per element (logitsOverFastBound ≤ 1). For the rest, this model's largest row L1 norms (gate 30,
-//   W_rq/W_k 15, W_ih 8) and inputs of magnitude ≤ 3 give ≤ 1.4e-3 before σ, tanh and softmax, none of
-//   which amplifies an error; 2e-3 is that with room, and ~50× below a wrong gate order's error.
+//   (wasm/src/kernels.ts), about 1e-5 on this model's ≤ 112 columns and |W x| sums. 'precise' (the head's
+//   default) is bounded tighter still.
+// - 'fast' quantizes x to int16 per call: Σ_k|W_rk|·max|x|/65534 per output; 'relaxed-dot' (the default
+//   'auto' where the fused relaxed dot works, as in workerd) to 14 bits: Σ_k|W_rk|·max|x|/16382. The logits
+//   are held to the kernels' bound per element (logitsOverFastBound ≤ 1). For the rest, this model's largest
+//   row L1 norms (gate 30, W_rq/W_k 15, W_ih 8) and inputs of magnitude ≤ 3 give ≤ 1.4e-3 (fast) before σ,
+//   tanh and softmax, none of which amplifies an error; the rounding errors of many columns mostly cancel,
+//   so 2e-3 holds for relaxed-dot too, and it is ~50× below a wrong gate order's error.
 const EXACT_TOL = 1e-5;
 const FAST_TOL = 2e-3;
 
@@ -35,21 +38,37 @@ describe.each(['relaxed-simd', 'simd'] as const)('wasm-simd (%s) inside workerd,
   it("int8 'exact': compareGolden reports nothing; every step within float32 accumulation error", async () => {
     const edge = await createWasmSimdCompute(model.edge, { flavor, mode: 'exact' });
     expect(edge.name).toBe(`wasm-${flavor}`);
+    expect(edge.modes['head.w']).toBe('exact');
     const run = await runGolden(edge, model, golden);
     expect(run.mismatches).toEqual([]);
     expectWithin(run.errors, EXACT_TOL);
     expect(run.errors.logits).toBeLessThanOrEqual(EXACT_TOL);
   });
 
-  it("int8 'fast' (the default): tokens, experts and gates as golden; every step within the kernels' bound", async () => {
+  it("the default ('auto', head 'precise'): compareGolden reports nothing; logits within float32 error", async () => {
     const edge = await createWasmSimdCompute(model.edge, { flavor });
+    // workerd compiles the fused relaxed dot right, so 'auto' takes it on the relaxed build.
+    expect(edge.kernels.fusedDot).toBe(flavor === 'relaxed-simd');
+    expect(edge.modes['lstm.w_ih']).toBe(flavor === 'relaxed-simd' ? 'relaxed-dot' : 'fast');
+    expect(edge.modes['head.w']).toBe('precise');
+    const run = await runGolden(edge, model, golden);
+    expect(run.mismatches).toEqual([]);
+    expectWithin(run.errors, FAST_TOL);
+    expect(run.errors.logits).toBeLessThanOrEqual(EXACT_TOL);
+    expect(run.errors.logitsOverFastBound).toBeLessThanOrEqual(1);
+  });
+
+  it("the head in 'fast' (modes): tokens, experts and gates as golden; logits within the kernels' bound", async () => {
+    const edge = await createWasmSimdCompute(model.edge, { flavor, modes: { 'head.w': 'fast' } });
+    expect(edge.modes['head.w']).toBe('fast');
+    expect(edge.modes['gate.w']).toBe(flavor === 'relaxed-simd' ? 'relaxed-dot' : 'fast');
     const run = await runGolden(edge, model, golden);
     expectWithin(run.errors, FAST_TOL);
     expect(run.errors.logitsOverFastBound).toBeLessThanOrEqual(1);
-    // The fast path's logit error (≤ 1.6e-4 per element here, 80× below the smallest golden margin of
-    // 1.2e-2) adds up in the position-weighted logits checksum: at one step of 80 (multi-turn, turn 0,
-    // step 13) it is 1.03e-3 from golden against compareGolden's 1e-3, a tolerance set for float32 paths.
-    // Tokens, experts and gates must match; checksums are held to 2e-3, and the 'exact' test above to 1e-3.
+    // The fast head's logit error (≤ 1.6e-4 per element here, 80× below the smallest golden margin of
+    // 1.2e-2) adds up in the position-weighted logits checksum: with the simd build it is 1.03e-3 from golden
+    // at one step of 80 (multi-turn, turn 0, step 13) against compareGolden's 1e-3, a tolerance set for
+    // float32 paths; that is why the head defaults to 'precise'. Tokens, experts and gates must match.
     expect(run.mismatches.filter((m) => !m.what.startsWith('logits checksum'))).toEqual([]);
     expect(run.deviation.logitsChecksum).toBeLessThanOrEqual(2e-3);
     expect(run.deviation.gate).toBeLessThanOrEqual(golden.tolerances.gate);
@@ -76,6 +95,9 @@ describe('the wasm-simd factory', () => {
     const a = await wasmSimdCompute(model.edge);
     expect(await wasmSimdCompute(model.edge)).toBe(a);
     expect(await wasmSimdCompute(model.edge, { mode: 'exact' })).not.toBe(a);
+    const headFast = await wasmSimdCompute(model.edge, { modes: { 'head.w': 'fast' } });
+    expect(headFast).not.toBe(a);
+    expect(await wasmSimdCompute(model.edge, { modes: { 'head.w': 'fast' } })).toBe(headFast);
     const bytes = a.kernels.memoryBytes;
     const mark = a.kernels.mark();
     let state = model.reference.initialState();

@@ -47,6 +47,7 @@ export async function createWasmSimdCompute(
   );
   return new WasmEdgeCompute(kernels, file.config, edgeTensors(file), {
     mode: options.mode,
+    modes: options.modes,
     sparse: options.sparse,
   });
 }
@@ -59,7 +60,13 @@ const instances = new WeakMap<WeightsFile, Map<string, Promise<WasmEdgeCompute>>
 export function wasmSimdCompute(file: WeightsFile, options: WasmSimdOptions = {}): Promise<WasmEdgeCompute> {
   let byOptions = instances.get(file);
   if (!byOptions) instances.set(file, (byOptions = new Map()));
-  const key = JSON.stringify([options.flavor ?? 'auto', options.mode ?? 'fast', options.sparse ?? 'sparse']);
+  const modes = Object.entries(options.modes ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
+  const key = JSON.stringify([
+    options.flavor ?? 'auto',
+    options.mode ?? 'auto',
+    options.sparse ?? 'sparse',
+    modes,
+  ]);
   let p = byOptions.get(key);
   if (!p) {
     const map = byOptions;
