@@ -64,7 +64,7 @@ describe('parseOptions', () => {
     [['--max-batch', '0'], '--max-batch: expected an integer in 1..4096, found "0"'],
     [['--workers', '1.5'], '--workers: expected an integer in 1..64, found "1.5"'],
     [['--provider', 'gpu'], '--provider: expected one of auto, cuda, webgpu, cpu, found "gpu"'],
-    [['--compute', 'int4'], '--compute: expected one of f32, int8, found "int4"'],
+    [['--compute', 'int4'], '--compute: expected one of f32, int8, int8-dynamic, found "int4"'],
     [['--max-body-bytes', '10'], '--max-body-bytes: expected at least 1024 bytes, found 10'],
     [['--bogus'], /Unknown option '--bogus'/],
   ])('rejects %j', (argv, message) => {

@@ -8,8 +8,9 @@ import {
   buildExpertStateless,
   buildExpertStep,
   dequantize,
-  stepCacheInputs,
   readWeights,
+  stepCacheInputs,
+  type ExpertGraphOptions,
   type StoredTensor,
   type WeightSource,
 } from '@switchyard/shared';
@@ -44,11 +45,12 @@ interface ExpertSessions {
 /**
  * The weights as the graphs should hold them. With 'f32' every int8 tensor is dequantized here, once: the
  * graph then computes with exactly the reference's dequantized weights, and ORT's CPU MatMul runs far faster
- * on float32 than its int8-weight kernel (measured 2–8× per step on the dev machine).
+ * on float32 than its int8-weight kernel (measured 2–8× per step on the dev machine). 'int8' and
+ * 'int8-dynamic' keep the stored int8 tensors.
  */
 function weightSource(init: WorkerInit): WeightSource {
   const file = readWeights(init.weights, { verify: false });
-  if (init.compute === 'int8') return { config: file.config, get: (n) => file.stored(n) };
+  if (init.compute !== 'f32') return { config: file.config, get: (n) => file.stored(n) };
   return {
     config: file.config,
     get(name: string): StoredTensor {
@@ -155,12 +157,13 @@ class Worker {
   static async create(init: WorkerInit): Promise<Worker> {
     const src = weightSource(init);
     const factory = new SessionFactory(init.provider, init.threads, init.spin);
+    const o: ExpertGraphOptions = { matmul: init.compute === 'int8-dynamic' ? 'int8-dynamic' : 'float' };
     const sessions = new Map<number, ExpertSessions>();
     for (const e of init.experts) {
       sessions.set(e, {
-        prefill: await factory.open(buildExpertPrefill(src, e)),
-        step: await factory.open(buildExpertStep(src, e)),
-        stateless: await factory.open(buildExpertStateless(src, e)),
+        prefill: await factory.open(buildExpertPrefill(src, e, o)),
+        step: await factory.open(buildExpertStep(src, e, o)),
+        stateless: await factory.open(buildExpertStateless(src, e, o)),
       });
     }
     return new Worker(factory.provider ?? 'cpu', factory.fallback, sessions, src);

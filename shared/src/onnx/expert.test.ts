@@ -11,6 +11,7 @@ import {
   buildExpertPrefill,
   buildExpertStateless,
   buildExpertStep,
+  INT8_DYNAMIC_REL_TOL,
   stepCacheInputs,
   toHeadsLayout,
 } from './expert.ts';
@@ -235,6 +236,62 @@ describe.each(RUNTIMES)('expert graphs in %s', (runtime) => {
     const batched = await run(255, [2, 1, 0]);
     expect(maxAbsDiff(alone.y.data, rowOf(batched.y.data, 1))).toBeLessThanOrEqual(F32_TOL);
     await s.release();
+  });
+});
+
+describe.each(RUNTIMES)('int8-dynamic matrix products in %s', (runtime) => {
+  const { src, ref } = setup('int8');
+  const o = { matmul: 'int8-dynamic' } as const;
+  /** Largest |got - want| over the rows, as a share of the rows' largest |want|. */
+  const relErr = (got: Float32Array, wants: Float32Array[]) => {
+    const scale = Math.max(...wants.flatMap((w) => Array.from(w, Math.abs)));
+    return maxAbsDiff(got, concat(wants)) / scale;
+  };
+
+  it('step (3 rows padded to P=24) and stateless stay within INT8_DYNAMIC_REL_TOL of the reference', async () => {
+    const caches = prompts.map((p) => ref.expertPrefill(EXPERT, p));
+    const wants = caches.map((c, b) => ref.expertStep(EXPERT, hs[b], c));
+    const st = await createSession(runtime, buildExpertStep(src, EXPERT, o));
+    const a = await st.run({ h: f32(concat(hs), [hs.length, H]), ...padCaches(caches, P, heads) });
+    const sl = await createSession(runtime, buildExpertStateless(src, EXPERT, o));
+    const tokens = prompts.flatMap((p) => [...p, ...Array<number>(P - p.length).fill(0)]);
+    const b = await sl.run({
+      tokens: i64(tokens, [prompts.length, P]),
+      prompt_len: i64(LENGTHS),
+      h: f32(concat(hs), [hs.length, H]),
+    });
+    // It is an approximation: not exact, and not off by more than the documented bound.
+    for (const got of [a.y.data, b.y.data]) {
+      const err = relErr(got, wants);
+      expect(err).toBeGreaterThan(0);
+      expect(err).toBeLessThanOrEqual(INT8_DYNAMIC_REL_TOL);
+    }
+    await st.release();
+    await sl.release();
+  });
+
+  it('prefill keys and values stay within the bound too', async () => {
+    const s = await createSession(runtime, buildExpertPrefill(src, EXPERT, o));
+    const prompt = prompts[2];
+    const got = await s.run({ tokens: i64(prompt) });
+    const want = ref.expertPrefill(EXPERT, prompt);
+    expect(relErr(got.k.data, [headsOf(want.k, prompt.length)])).toBeLessThanOrEqual(INT8_DYNAMIC_REL_TOL);
+    expect(relErr(got.v.data, [headsOf(want.v, prompt.length)])).toBeLessThanOrEqual(INT8_DYNAMIC_REL_TOL);
+    await s.release();
+  });
+});
+
+describe('int8-dynamic graph structure', () => {
+  it('multiplies int8 weights with MatMulInteger, leaves float32 weights float, and refuses unknown modes', () => {
+    const q = graphSummary(buildExpertStep(setup('int8').src, EXPERT, { matmul: 'int8-dynamic' })).ops;
+    // Four weight matrices per layer, plus W_in and W_out.
+    expect(q.MatMulInteger).toBe(4 * layers + 2);
+    expect(q.DynamicQuantizeLinear).toBe(4 * layers + 2);
+    const f = graphSummary(buildExpertStep(setup('f32').src, EXPERT, { matmul: 'int8-dynamic' })).ops;
+    expect(f.MatMulInteger).toBeUndefined();
+    expect(() => buildExpertStep(setup('f32').src, EXPERT, { matmul: 'int4' as unknown as 'float' })).toThrow(
+      /matmul: expected one of float, int8-dynamic, found "int4"/,
+    );
   });
 });
 

@@ -9,9 +9,32 @@ import { WeightEmitter, type WeightSource } from './weights.ts';
 /** Added to the scores of keys a query must not see; exp() of it underflows to exactly 0 in float32. */
 const MASKED = -1e9;
 
+/**
+ * How the graphs multiply by weight matrices. 'float': in float32, int8 weights dequantized exactly
+ * (DequantizeLinear), so the graph computes the reference's math. 'int8-dynamic': int8 weights times int8
+ * activations (DynamicQuantizeLinear + MatMulInteger, which ORT fuses into DynamicQuantizeMatMul): faster on
+ * CPUs with int8 dot products, but each activation tensor is rounded to 256 levels (one scale per tensor, so
+ * a row's result also depends on the other rows of its batch). Float32 weights stay float in both.
+ */
+export type ExpertMatMul = 'float' | 'int8-dynamic';
+export const EXPERT_MATMULS: readonly ExpertMatMul[] = ['float', 'int8-dynamic'];
+
+/**
+ * The documented bound of 'int8-dynamic' against the reference on the dequantized weights: |Δy| ≤ this
+ * times max |y| of the batch. Measured 0.7–0.9% (tiny random and golden weights, r1-seed random weights,
+ * onnxruntime-node and -web), so 2% leaves room for other activation ranges.
+ */
+export const INT8_DYNAMIC_REL_TOL = 0.02;
+
+export interface ExpertGraphOptions {
+  /** Default 'float'. */
+  matmul?: ExpertMatMul;
+}
+
 interface Ctx {
   g: GraphBuilder;
   w: WeightEmitter;
+  matmul: ExpertMatMul;
   e: number;
   D: number;
   heads: number;
@@ -19,20 +42,44 @@ interface Ctx {
   Lmax: number;
 }
 
-function context(src: WeightSource, e: number): Ctx {
+function context(src: WeightSource, e: number, o: ExpertGraphOptions): Ctx {
   const c = src.config.experts;
   if (!Number.isInteger(e) || e < 0 || e >= c.count)
     throw new OnnxBuildError(`expert id: expected an integer in [0, ${c.count}), found ${e}`);
+  const matmul = o.matmul ?? 'float';
+  if (!EXPERT_MATMULS.includes(matmul))
+    throw new OnnxBuildError(
+      `matmul: expected one of ${EXPERT_MATMULS.join(', ')}, found ${JSON.stringify(matmul)}`,
+    );
   const g = new GraphBuilder();
   return {
     g,
     w: new WeightEmitter(g, src),
+    matmul,
     e,
     D: c.width,
     heads: c.heads,
     layers: c.layers,
     Lmax: c.max_prompt,
   };
+}
+
+/** ONNX TensorProto data type of float32, for Cast. */
+const FLOAT = 1;
+
+/** y[..., out] = x[..., in] · Wᵀ (+ b) for W [out, in], as c.matmul says. */
+function linear(c: Ctx, x: string, w: string, b?: string): string {
+  const { g } = c;
+  const t = c.matmul === 'int8-dynamic' ? c.w.dense(w) : undefined;
+  if (t?.scheme !== 'int8') return c.w.linear(x, w, b);
+  // Wᵀ as int8 [in, out] (the Transpose of an initializer is folded when the session loads), and the
+  // per-output-channel scales, emitted once per graph.
+  const wT = g.once(`i8T:${w}`, () => g.op('Transpose', [g.i8(`${w}.q`, t.q, t.shape)], { perm: [1, 0] }));
+  const ws = g.once(`i8s:${w}`, () => g.f32(`${w}.scale`, t.scale, [t.scale.length]));
+  const [xq, xs, xz] = g.node('DynamicQuantizeLinear', [x], {}, 3);
+  const acc = g.op('Cast', [g.op('MatMulInteger', [xq, wT, xz])], { to: FLOAT });
+  const y = g.op('Mul', [acc, g.op('Mul', [xs, ws])]);
+  return b ? g.op('Add', [y, c.w.vector(b)]) : y;
 }
 
 /** [B, T, D] → [B, heads, T, dh]: the layout attention computes in, and the prompt cache's layout. */
@@ -48,13 +95,13 @@ type Attend = (q: string, k: string, v: string) => string;
 function emitLayer(c: Ctx, l: number, x: string, attend: Attend): string {
   const { g, w, D } = c;
   const p = layerPrefix(c.e, l);
-  const qkv = w.linear(w.layerNorm(x, `${p}.ln1.g`, `${p}.ln1.b`), `${p}.attn.wqkv`, `${p}.attn.bqkv`);
+  const qkv = linear(c, w.layerNorm(x, `${p}.ln1.g`, `${p}.ln1.b`), `${p}.attn.wqkv`, `${p}.attn.bqkv`);
   const [q, k, v] = g.node('Split', [qkv, g.ints([D, D, D])], { axis: -1 }, 3);
-  const x1 = g.op('Add', [x, w.linear(attend(q, k, v), `${p}.attn.wo`, `${p}.attn.bo`)]);
+  const x1 = g.op('Add', [x, linear(c, attend(q, k, v), `${p}.attn.wo`, `${p}.attn.bo`)]);
   const f = g.op('Gelu', [
-    w.linear(w.layerNorm(x1, `${p}.ln2.g`, `${p}.ln2.b`), `${p}.ffn.w1`, `${p}.ffn.b1`),
+    linear(c, w.layerNorm(x1, `${p}.ln2.g`, `${p}.ln2.b`), `${p}.ffn.w1`, `${p}.ffn.b1`),
   ]);
-  return g.op('Add', [x1, w.linear(f, `${p}.ffn.w2`, `${p}.ffn.b2`)]);
+  return g.op('Add', [x1, linear(c, f, `${p}.ffn.w2`, `${p}.ffn.b2`)]);
 }
 
 /**
@@ -89,8 +136,9 @@ function cachedAttention(c: Ctx, pastK: string, pastV: string, mask: string, spl
     const qc = g.op('Reshape', [q, g.ints([0, heads, dh, 1])]); // [B, heads, dh, 1]
     // [B, heads, P, 1] holds the same values in the same order as [B, heads, 1, P]: the Reshape is free.
     const sCache = g.op('Reshape', [g.op('MatMul', [pastK, qc]), g.ints([0, heads, 1, -1])]);
-    const kSelf = g.op('Reshape', [k, g.ints([0, heads, 1, dh])]);
-    const sSelf = g.op('MatMul', [kSelf, qc]); // [B, heads, 1, 1]
+    // q·k per head as Mul + ReduceSum: a batched MatMul of B·heads 1×1 products costs more in dispatch.
+    const qk = g.op('Reshape', [g.op('Mul', [q, k]), g.ints([0, heads, 1, dh])]);
+    const sSelf = g.op('ReduceSum', [qk, g.ints([-1])], { keepdims: 1 }); // [B, heads, 1, 1]
     let s = g.op('Concat', [sCache, sSelf], { axis: -1 }); // [B, heads, 1, P+1]
     s = g.op('Add', [g.op('Div', [s, g.scalar(Math.sqrt(dh))]), mask]);
     const [pCache, pSelf] = g.node('Split', [g.op('Softmax', [s], { axis: -1 }), split], { axis: -1 }, 2);
@@ -112,13 +160,13 @@ function embedPrompt(c: Ctx, tokens: string, n: string): string {
 function embedQuery(c: Ctx, h: string): string {
   const pre = expertPrefix(c.e);
   const pos = c.g.f32('query_pos', c.w.row('experts.pos', c.Lmax), [c.D]);
-  return c.g.op('Add', [c.w.linear(h, `${pre}.w_in`, `${pre}.b_in`), pos]);
+  return c.g.op('Add', [linear(c, h, `${pre}.w_in`, `${pre}.b_in`), pos]);
 }
 
 /** y = W_out LN_f(z) + b_out for z [B, D]: [B, H]. */
 function readOut(c: Ctx, z: string): string {
   const pre = expertPrefix(c.e);
-  return c.w.linear(c.w.layerNorm(z, `${pre}.ln_f.g`, `${pre}.ln_f.b`), `${pre}.w_out`, `${pre}.b_out`);
+  return linear(c, c.w.layerNorm(z, `${pre}.ln_f.g`, `${pre}.ln_f.b`), `${pre}.w_out`, `${pre}.b_out`);
 }
 
 /** Dimension `axis` of x's shape as a scalar int64 value. */
@@ -152,8 +200,12 @@ function docFor(src: WeightSource, e: number, what: string): string {
  * (every layer's prompt keys/values, split into heads: the layout buildExpertStep reads, so the cache is
  * stored as it comes out). L must be in 1..Lmax.
  */
-export function buildExpertPrefill(src: WeightSource, e: number): Uint8Array {
-  const c = context(src, e);
+export function buildExpertPrefill(
+  src: WeightSource,
+  e: number,
+  options: ExpertGraphOptions = {},
+): Uint8Array {
+  const c = context(src, e, options);
   const { g, w, D, heads, layers } = c;
   const dh = D / heads;
   const tokens = g.input('tokens', 'int64', ['L'], 'prompt token ids, 1 ≤ L ≤ Lmax');
@@ -183,8 +235,8 @@ export const stepCacheInputs = (l: number) => ({ k: `past_k_${l}`, v: `past_v_${
  * past_k_{l}, past_v_{l} [B, heads, P, dh] (row b valid for its first prompt_len[b] positions, the rest
  * finite padding, e.g. zeros; one row's [heads, L, dh] is its prefill's k/v for that layer) → y [B, H].
  */
-export function buildExpertStep(src: WeightSource, e: number): Uint8Array {
-  const c = context(src, e);
+export function buildExpertStep(src: WeightSource, e: number, options: ExpertGraphOptions = {}): Uint8Array {
+  const c = context(src, e, options);
   const { g, D, heads, layers } = c;
   const dh = D / heads;
   const H = src.config.controller.hidden;
@@ -216,8 +268,12 @@ export function buildExpertStep(src: WeightSource, e: number): Uint8Array {
  * P+1 per row; prompt tokens see only their row's real prompt, the query sees those and itself, so each row
  * equals prefill(its prompt) then step(h).
  */
-export function buildExpertStateless(src: WeightSource, e: number): Uint8Array {
-  const c = context(src, e);
+export function buildExpertStateless(
+  src: WeightSource,
+  e: number,
+  options: ExpertGraphOptions = {},
+): Uint8Array {
+  const c = context(src, e, options);
   const { g, layers } = c;
   const H = src.config.controller.hidden;
   const tokens = g.input('tokens', 'int64', ['B', 'P'], 'prompt token ids per row, padded to P');
