@@ -15,6 +15,14 @@ export default defineConfig({
       'wasm/vitest.config.mts',
       {
         test: {
+          name: 'train',
+          include: ['train/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 120_000,
+        },
+      },
+      {
+        test: {
           name: 'gpu-backend',
           include: ['gpu-backend/**/*.test.ts'],
           environment: 'node',
