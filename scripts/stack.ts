@@ -69,6 +69,19 @@ export function freePort(): Promise<number> {
   });
 }
 
+// Process groups this process started and that still run. Each child is detached (its own group, so that a
+// Ctrl-C reaches start.ts alone and it can stop the tiers in order); without this, a caller that crashes or
+// exits without stop() would leave them running, wrangler's workerd children orphaned and busy.
+const running = new Set<number>();
+process.once('exit', () => {
+  for (const pgid of running)
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+});
+
 function launch(name: string, args: string[], env: NodeJS.ProcessEnv = {}, echo = false) {
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
@@ -76,6 +89,18 @@ function launch(name: string, args: string[], env: NodeJS.ProcessEnv = {}, echo 
     detached: true,
     env: { ...process.env, ...env },
   });
+  if (child.pid !== undefined) {
+    const pgid = child.pid;
+    running.add(pgid);
+    child.once('exit', () => {
+      // Forgotten only once the whole group is gone: wrangler dying can leave its workerd behind.
+      try {
+        process.kill(-pgid, 0);
+      } catch {
+        running.delete(pgid);
+      }
+    });
+  }
   let out = '';
   const take = (d: Buffer) => {
     out += d.toString();
