@@ -35,7 +35,11 @@ class ManualRunner implements JobRunner {
     this.running = undefined;
     if (fail) return d.settle({ ok: false, error: fail });
     const job = d.job as StepJob;
-    d.settle({ ok: true, computeUs: 42, result: { kind: 'step', y: job.h.map((x) => x * 10 + job.expert) } });
+    d.settle({
+      ok: true,
+      computeUs: 42,
+      result: { kind: 'step', y: job.h.map((x) => x * 10 + job.expert), runs: 1, packUs: 0 },
+    });
   }
 }
 

@@ -48,6 +48,10 @@ export interface StepResult {
   kind: 'step';
   /** [B, H] */
   y: Float32Array;
+  /** Step-graph runs the batch took (rows of very different prompt lengths run apart). */
+  runs: number;
+  /** Of the compute time, how long went to copying the rows' caches into the graph's inputs. */
+  packUs: number;
 }
 
 /** The stateless expert-{e} graph: prefill and step for B padded prompts in one run. */

@@ -216,9 +216,10 @@ class Worker {
             job.rows.map((r) => r.length),
             this.cost,
           );
+    const time = { packUs: 0 };
     if (groups.length === 1 && groups[0].every((i, b) => i === b)) {
-      const y = await this.stepGroup(job.expert, job.rows, job.h);
-      return { kind: 'step', y: Float32Array.from(y) };
+      const y = await this.stepGroup(job.expert, job.rows, job.h, time);
+      return { kind: 'step', y: Float32Array.from(y), runs: 1, packUs: Math.round(time.packUs) };
     }
     const { H } = this;
     const y = new Float32Array(B * H);
@@ -229,16 +230,23 @@ class Worker {
         job.expert,
         g.map((i) => job.rows[i]),
         h,
+        time,
       );
       g.forEach((i, b) => y.set(out.subarray(b * H, (b + 1) * H), i * H));
     }
-    return { kind: 'step', y };
+    return { kind: 'step', y, runs: groups.length, packUs: Math.round(time.packUs) };
   }
 
-  /** One step-graph run over rows padded to their longest prompt. */
-  private async stepGroup(expert: number, rows: CacheRow[], h: Float32Array): Promise<Float32Array> {
+  /** One step-graph run over rows padded to their longest prompt; adds its copying time to `time`. */
+  private async stepGroup(
+    expert: number,
+    rows: CacheRow[],
+    h: Float32Array,
+    time: { packUs: number },
+  ): Promise<Float32Array> {
     const { H, shape } = this;
     const { layers, heads, dh } = shape;
+    const t0 = performance.now();
     const B = rows.length;
     const P = Math.max(...rows.map((r) => r.length));
     const feeds: Record<string, ort.Tensor> = {
@@ -262,6 +270,7 @@ class Worker {
         feeds[name[which]] = new ort.Tensor('float32', data, dims);
       }
     }
+    time.packUs += (performance.now() - t0) * 1000;
     const out = await this.expert(expert).step.run(feeds, ['y']);
     return out.y.data as Float32Array;
   }

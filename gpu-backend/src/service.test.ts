@@ -39,7 +39,11 @@ class FakeRunner implements JobRunner {
         });
       }
       const s = job as StepJob;
-      d.settle({ ok: true, computeUs: 3, result: { kind: 'step', y: s.h.map((x) => x * (s.expert + 1)) } });
+      d.settle({
+        ok: true,
+        computeUs: 3,
+        result: { kind: 'step', y: s.h.map((x) => x * (s.expert + 1)), runs: 1, packUs: 0 },
+      });
     });
   }
 }

@@ -70,6 +70,7 @@ describe.each<ComputeMode>(['f32', 'int8'])('WorkerPool with %s weights', (compu
     const h = new Float32Array(prompts.length * H);
     hs.forEach((x, b) => h.set(x, b * H));
     const { result } = await p.run({ kind: 'step', expert: 3, h, rows: caches });
+    expect((result as StepResult).runs).toBe(1);
     const y = (result as StepResult).y;
     prompts.forEach((t, b) => {
       const want = model.expertStep(3, hs[b], model.expertPrefill(3, t));
@@ -142,6 +143,7 @@ describe('WorkerPool step batches of very different prompt lengths', () => {
     const h = new Float32Array(batch.length * H);
     xs.forEach((x, b) => h.set(x, b * H));
     const { result } = await p.run({ kind: 'step', expert: 3, h, rows: caches });
+    expect((result as StepResult).runs).toBe(2);
     const y = (result as StepResult).y;
     batch.forEach((t, b) => {
       const want = model.expertStep(3, xs[b], model.expertPrefill(3, t));
