@@ -73,6 +73,8 @@ export function freePort(): Promise<number> {
 // Ctrl-C reaches start.ts alone and it can stop the tiers in order); without this, a caller that crashes or
 // exits without stop() would leave them running, wrangler's workerd children orphaned and busy.
 const running = new Set<number>();
+/** Temporary folders (secrets, R2 staging, edge storage) to remove if the caller exits without stop(). */
+const scratch = new Set<string>();
 process.once('exit', () => {
   for (const pgid of running)
     try {
@@ -80,7 +82,19 @@ process.once('exit', () => {
     } catch {
       // already gone
     }
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
 });
+
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratch.add(dir);
+  return dir;
+}
+
+function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  scratch.delete(dir);
+}
 
 function launch(name: string, args: string[], env: NodeJS.ProcessEnv = {}, echo = false) {
   const child = spawn(process.execPath, args, {
@@ -199,7 +213,7 @@ export async function startEdge(o: EdgeOptions): Promise<Proc> {
   const secrets = Object.fromEntries(Object.entries(o.vars).filter(([k]) => SECRET_VARS.includes(k)));
   const plain = Object.entries(o.vars).filter(([k]) => !SECRET_VARS.includes(k));
   // A private folder per start: the file is read once at start-up and removed when the edge stops.
-  const secretDir = mkdtempSync(join(tmpdir(), 'switchyard-secrets-'));
+  const secretDir = tempDir('switchyard-secrets-');
   const envFile = join(secretDir, 'edge.env');
   writeFileSync(envFile, envFileText(secrets), { mode: 0o600 });
   const args = [
@@ -222,7 +236,7 @@ export async function startEdge(o: EdgeOptions): Promise<Proc> {
   // then carries on with a placeholder anyway.
   const env = { WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1', CLOUDFLARE_CF_FETCH_ENABLED: 'false' };
   const { child, output } = launch('edge', args, env, o.echo);
-  child.once('exit', () => rmSync(secretDir, { recursive: true, force: true }));
+  child.once('exit', () => removeDir(secretDir));
   const url = `http://127.0.0.1:${port}`;
   const p = proc('edge', child, url, output);
   const deadline = Date.now() + 120_000;
@@ -344,11 +358,11 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   // A fresh HMAC secret per run: the tiers authenticate each other even locally, and nothing is left to leak.
   const secret = randomBytes(24).toString('hex');
   const apiKey = o.apiKey ?? LOCAL_API_KEY;
-  const persistTo = o.persistTo ?? mkdtempSync(join(tmpdir(), 'switchyard-edge-'));
-  const scratch = mkdtempSync(join(tmpdir(), 'switchyard-stack-'));
+  const persistTo = o.persistTo ?? tempDir('switchyard-edge-');
+  const staging = tempDir('switchyard-stack-');
   const cleanup = () => {
-    rmSync(scratch, { recursive: true, force: true });
-    if (!o.persistTo) rmSync(persistTo, { recursive: true, force: true });
+    removeDir(staging);
+    if (!o.persistTo) removeDir(persistTo);
   };
   const modelName = o.modelName ?? (model.includes('reasoner') ? 'switchyard-reasoner' : 'switchyard-tiny');
   let config: string | undefined;
@@ -357,7 +371,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   let gpu: Proc;
   try {
     if (!matches) {
-      const r2 = await prepareR2EdgeWeights(edgeBytes, scratch, persistTo);
+      const r2 = await prepareR2EdgeWeights(edgeBytes, staging, persistTo);
       config = r2.config;
       weightVars.WEIGHTS_R2_KEY = r2.key;
       edgeWeights = `r2:${r2.key}`;
