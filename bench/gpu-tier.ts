@@ -2,7 +2,9 @@
 //   A. per-step cost with the prompt cache vs recomputing the prompt, at prompt length 256;
 //   B. aggregate expert-step throughput and p50/p99 latency at 1, 16 and 64 concurrent sessions, batched
 //      (max batch 64) vs unbatched (max batch 1), through the real server process over HTTP;
-//   C. achieved GFLOP/s at batch 64 as a share of one large float32 MatMul on the same runtime.
+//   C. achieved GFLOP/s at batch 64 as a share of one large float32 MatMul on the same runtime (with and
+//      without the time the worker spends copying the rows' caches into the step graph's inputs);
+//   D. --compute int8-dynamic against f32 for the same compute runs.
 // `npx tsx bench/gpu-tier.ts` or `npm run bench -- gpu-tier`; JSON goes to bench/results/gpu-tier.json.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -286,6 +288,8 @@ export interface EngineResult {
   shareMedianGraphOnly: number;
   /** (prefill + step1) / step1, medians: the prompt cache's saving in compute alone. */
   cacheSpeedup: number;
+  /** The same runs with --compute int8-dynamic (int8 weights times int8 activations), interleaved. */
+  int8Dynamic: { step64: Timing; step1: Timing; prefill: Timing; cacheSpeedup: number };
 }
 
 function matMulSession(n: number, threads: number) {
@@ -329,14 +333,10 @@ async function engine(
   const bytes = readFileSync(model);
   const weights = new Uint8Array(new SharedArrayBuffer(bytes.length));
   weights.set(bytes);
-  const pool = await WorkerPool.start({
-    size: 1,
-    weights,
-    experts: [0],
-    provider: 'cpu',
-    threads,
-    compute: 'f32',
-  });
+  const start = (compute: 'f32' | 'int8-dynamic') =>
+    WorkerPool.start({ size: 1, weights, experts: [0], provider: 'cpu', threads, compute });
+  const pool = await start('f32');
+  const pool8 = await start('int8-dynamic');
   const session = await matMulSession(n, threads);
   try {
     const prefill = async (tokens: number[]) =>
@@ -367,18 +367,30 @@ async function engine(
       pack64: [] as number[],
       pack1: [] as number[],
     };
-    const step = async (rows: PrefillResult[], hs: Float32Array, ms: number[], pack: number[]) => {
-      const r = await pool.run({ kind: 'step', expert: 0, h: hs, rows });
+    const i8 = { s64: [] as number[], s1: [] as number[], pre: [] as number[], pack: [] as number[] };
+    const step = async (
+      p: WorkerPool,
+      rows: PrefillResult[],
+      hs: Float32Array,
+      ms: number[],
+      pack: number[],
+    ) => {
+      const r = await p.run({ kind: 'step', expert: 0, h: hs, rows });
       ms.push(r.computeUs / 1000);
       pack.push((r.result as StepResult).packUs / 1000);
     };
+    const tokens = Int32Array.from(long);
     for (let i = 0; i < 9; i++) {
       const t0 = performance.now();
       await session.run(feeds);
       t.mm.push(performance.now() - t0);
-      await step(caches, h, t.s64, t.pack64);
-      await step([longCache], h.subarray(0, H), t.s1, t.pack1);
+      await step(pool, caches, h, t.s64, t.pack64);
+      await step(pool, [longCache], h.subarray(0, H), t.s1, t.pack1);
       t.pre.push((await prefill(long)).computeUs / 1000);
+      // The f32 caches serve the int8-dynamic step as well: only their layout matters for its timing.
+      await step(pool8, caches, h, i8.s64, i8.pack);
+      await step(pool8, [longCache], h.subarray(0, H), i8.s1, i8.pack);
+      i8.pre.push((await pool8.run({ kind: 'prefill', expert: 0, tokens })).computeUs / 1000);
     }
     const { width: D, layers, ffn: F } = c.experts;
     // Prefill: every prompt row through every layer, plus L×L attention.
@@ -398,6 +410,8 @@ async function engine(
     // Per run, graph time = compute − packing, so the medians of the differences, not of each.
     const graph64 = median(t.s64.slice(2).map((x, i) => x - t.pack64[i + 2]));
     const pre = { promptLength: Lc, ...timing(t.pre, prefillFlop) };
+    const pre8 = timing(i8.pre, prefillFlop);
+    const step1i8 = timing(i8.s1, stepFlops(c, Lc));
     return {
       threads,
       matmul,
@@ -408,10 +422,17 @@ async function engine(
       shareMedian: step64.medianGflops / matmul.medianGflops,
       shareMedianGraphOnly: (rows * stepFlops(c, Lt)) / graph64 / 1e6 / matmul.medianGflops,
       cacheSpeedup: (pre.medianMs + step1.medianMs) / step1.medianMs,
+      int8Dynamic: {
+        step64: timing(i8.s64, rows * stepFlops(c, Lt)),
+        step1: step1i8,
+        prefill: pre8,
+        cacheSpeedup: (pre8.medianMs + step1i8.medianMs) / step1i8.medianMs,
+      },
     };
   } finally {
     await session.release();
     await pool.close();
+    await pool8.close();
   }
 }
 
@@ -611,6 +632,22 @@ function report(
         r.batch64.endToEndGflops,
         `${((100 * r.batch64.endToEndGflops) / e.matmul.medianGflops).toFixed(0)}%`,
       ],
+    ],
+  );
+  const q = e.int8Dynamic;
+  const vs = (name: string, f: number, i8: number) => [name, f, i8, `${(f / i8).toFixed(2)}×`];
+  printTable(
+    '--compute int8-dynamic (int8 weights × int8 activations, ~1% off the reference) vs f32, same runs interleaved',
+    ['run', 'f32 median ms', 'int8-dynamic median ms', 'f32 / int8-dynamic'],
+    [
+      vs(`cached step, 1 row, prompt ${e.step1.promptLength}`, e.step1.medianMs, q.step1.medianMs),
+      vs(
+        `batched step, ${e.step64.rows} rows, prompt ${e.step64.promptLength}`,
+        e.step64.medianMs,
+        q.step64.medianMs,
+      ),
+      vs(`prefill, prompt ${e.prefill.promptLength}`, e.prefill.medianMs, q.prefill.medianMs),
+      ['(prefill + step) / step', `${e.cacheSpeedup.toFixed(1)}×`, `${q.cacheSpeedup.toFixed(1)}×`, ''],
     ],
   );
   console.log(
