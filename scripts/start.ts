@@ -67,17 +67,17 @@ Switchyard is up in ${((Date.now() - t0) / 1000).toFixed(1)} s
 Try it:
   curl -s ${edge.url}/v1/chat/completions \\
     -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
-    -d '{"model":"${modelName}","messages":[{"role":"user","content":"What is 23+45?"}],"temperature":0}'
+    -d '{"model":"${modelName}","messages":[{"role":"user","content":"T and not F"}],"temperature":0}'
 
   curl -N ${edge.url}/v1/chat/completions \\
     -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
-    -d '{"model":"${modelName}","stream":true,"messages":[{"role":"user","content":"What is 23+45?"}]}'
+    -d '{"model":"${modelName}","stream":true,"messages":[{"role":"user","content":"T and not F"}]}'
 
   # the openai client, from the repository root (where the openai package is installed):
   node --input-type=module -e "
     import OpenAI from 'openai';
     const client = new OpenAI({ baseURL: '${edge.url}/v1', apiKey: '${apiKey}' });
-    const r = await client.chat.completions.create({ model: '${modelName}', messages: [{ role: 'user', content: 'What is 23+45?' }] });
+    const r = await client.chat.completions.create({ model: '${modelName}', messages: [{ role: 'user', content: 'T and not F' }] });
     console.log(r.choices[0].message);"
 
 Ctrl-C stops both.`);
