@@ -127,7 +127,8 @@ function selfAttention(c: Ctx, mask?: string, keep?: (kh: string, vh: string) =>
  * One query per row, z [B, D], over its row's cached prompt keys/values pastK, pastV [B, heads, P, dh] and
  * its own k, v. The cache is read in place (no gather, transpose or concatenation of it): the scores against
  * the cache, K·q, and against the query's own key are computed apart and only those [B, heads, P] + [B,
- * heads, 1] scores are concatenated; the output is p_cache·V + p_self·v. `mask` [B, 1, 1, P+1] is additive.
+ * heads, 1] scores are concatenated; the output is p_cache·V + p_self·v. `mask` [B, 1, 1, P+1] is additive;
+ * `split` holds [P, 1], the sizes that cut the probabilities back into cache and self.
  */
 function cachedAttention(c: Ctx, pastK: string, pastV: string, mask: string, split: string): Attend {
   const { g, D, heads } = c;
