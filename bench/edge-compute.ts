@@ -1,7 +1,9 @@
 // The edge's per-step compute, measured inside workerd (Miniflare), side by side in one run:
-// - the r1-seed edge step (controller + gate + STM read/write + head, STM half full) on wasm-simd dense int8,
-//   wasm-simd 2:4, ort-web and plain TypeScript (shared's ReferenceEdge);
-// - the int8 mat-vec alone at 2048×896 (r1-seed's lstm.w_ih) on the same four;
+// - the r1-seed edge step (controller + gate + STM read/write + head, STM half full) on wasm-simd dense int8
+//   (the defaults, and with the head in auto or exact instead of precise), wasm-simd 2:4, ort-web and plain
+//   TypeScript (shared's ReferenceEdge);
+// - the int8 mat-vec alone at 2048×896 (r1-seed's lstm.w_ih) on the same four, wasm-simd in each int8 mode;
+// - the output head alone (260×1024) in the modes it may run in;
 // - a measured roofline: read bandwidth at L1/L2/L3-sized working sets and SIMD multiply-add peaks
 //   (wasm/assembly/roofline.ts, compiled here);
 // - the first request of a fresh workerd process with the wasm-simd backend, weights included: the r1-seed
@@ -27,6 +29,8 @@ import { bundle, modulesOf, startWorker, wranglerBundle, type WorkerModule } fro
 import {
   BANDWIDTH_SETS,
   bandwidthReps,
+  HEAD_OPS,
+  HEAD_SHAPE,
   MATVEC_OPS,
   MATVEC_SHAPE,
   PEAK_ITERS,
@@ -284,7 +288,7 @@ export async function run(): Promise<void> {
     const mf = startWorker(dir, benchModules);
     let tp: Throughput;
     try {
-      tp = await measureThroughput(mf, [...STEP_OPS, ...MATVEC_OPS, ...ROOF_OPS]);
+      tp = await measureThroughput(mf, [...STEP_OPS, ...MATVEC_OPS, ...HEAD_OPS, ...ROOF_OPS]);
     } finally {
       await mf.dispose();
     }
@@ -343,6 +347,18 @@ export async function run(): Promise<void> {
       ['implementation', 'µs median', 'GMAC/s median', 'GMAC/s best'],
       MATVEC_OPS.map((op) => [op.slice(7), us(op), gmacs(us(op)), gmacs(best(op))]),
     );
+    const headMacs = HEAD_SHAPE[0] * HEAD_SHAPE[1];
+    printTable(
+      `output head ${HEAD_SHAPE.join('×')} (r1-seed head.w) inside workerd, by int8 mode; the step's default is precise`,
+      ['mode', 'µs median', 'µs best', 'GMAC/s median', 'µs median over auto'],
+      HEAD_OPS.map((op) => [
+        op.slice(5),
+        us(op),
+        best(op),
+        headMacs / us(op) / 1000,
+        us(op) - us('head:auto'),
+      ]),
+    );
     const bw = (set: BandwidthSet, t: number) => (BANDWIDTH_SETS[set] * bandwidthReps(set)) / (t * 1000);
     const peak = (name: PeakOp, t: number) => (PEAK_ITERS * PEAK_MACS_PER_ITER[name]) / (t * 1000);
     const roofRows: Array<[string, number, number]> = [
@@ -359,14 +375,19 @@ export async function run(): Promise<void> {
         peak('dot_i16', best('peak:dot_i16')),
       ],
       [
-        'load8x8_s + dot_i16x8_s + add from L1 (the int8 kernel mix), GMAC/s',
-        peak('load_dot', us('peak:load_dot')),
-        peak('load_dot', best('peak:load_dot')),
+        'v128.load + extend_low/high + dot_i16x8_s + add from L1 (the fast kernel mix), GMAC/s',
+        peak('load_ext_dot', us('peak:load_ext_dot')),
+        peak('load_ext_dot', best('peak:load_ext_dot')),
       ],
       [
         'v128.load (int16 weights) + dot_i16x8_s + add from L1, GMAC/s',
         peak('load16_dot', us('peak:load16_dot')),
         peak('load16_dot', best('peak:load16_dot')),
+      ],
+      [
+        'v128.load + 2 relaxed_dot_i8x16_i7x16_add_s from L1 (the relaxed-dot kernel mix), GMAC/s',
+        peak('load_rdot', us('peak:load_rdot')),
+        peak('load_rdot', best('peak:load_rdot')),
       ],
       [
         'i32x4.relaxed_dot_i8x16_i7x16_add_s on registers, GMAC/s',
@@ -380,11 +401,11 @@ export async function run(): Promise<void> {
       ],
     ];
     // int8 weights stream one byte per multiply-add: the matrix's cache level bounds MAC/s by its bytes/s,
-    // and the kernel's own instruction mix bounds it from the compute side.
-    const matvecRoof = Math.min(bw('l2', us('bw:l2')), peak('load_dot', us('peak:load_dot')));
-    const matvecRoofBest = Math.min(bw('l2', best('bw:l2')), peak('load_dot', best('peak:load_dot')));
+    // and the default kernel's own instruction mix (relaxed-dot in workerd) bounds it from the compute side.
+    const matvecRoof = Math.min(bw('l2', us('bw:l2')), peak('load_rdot', us('peak:load_rdot')));
+    const matvecRoofBest = Math.min(bw('l2', best('bw:l2')), peak('load_rdot', best('peak:load_rdot')));
     roofRows.push([
-      'int8 mat-vec roof: min(L2 bytes/s, kernel-mix peak), GMAC/s',
+      'int8 mat-vec roof: min(L2 bytes/s, relaxed-dot kernel-mix peak), GMAC/s',
       matvecRoof,
       matvecRoofBest,
     ]);
@@ -398,6 +419,15 @@ export async function run(): Promise<void> {
       'edge step: wasm-int8 vs plain TypeScript': ratio('step:typescript', 'step:wasm-int8'),
       'edge step: 2:4 vs dense int8': ratio('step:wasm-int8', 'step:wasm-2:4'),
       'edge step: relaxed-simd vs simd build': ratio('step:wasm-int8-simd', 'step:wasm-int8'),
+      'edge step: head fast (auto) vs head precise (default)': ratio(
+        'step:wasm-int8',
+        'step:wasm-int8-head-fast',
+      ),
+      'edge step: head precise (default) vs head exact': ratio('step:wasm-int8-head-exact', 'step:wasm-int8'),
+      'mat-vec: wasm-int8 (auto) vs the same build in fast': ratio(
+        'matvec:wasm-int8-fast',
+        'matvec:wasm-int8',
+      ),
       'mat-vec: wasm-int8 vs ort-web': ratio('matvec:ort-web', 'matvec:wasm-int8'),
       'mat-vec: wasm-int8 vs plain TypeScript': ratio('matvec:typescript', 'matvec:wasm-int8'),
       'mat-vec: 2:4 vs dense int8': ratio('matvec:wasm-int8', 'matvec:wasm-2:4'),
@@ -470,6 +500,12 @@ export async function run(): Promise<void> {
         MATVEC_OPS.map((op) => [
           op.slice(7),
           { us: us(op), bestUs: by(op).minMs * 1000, gmacs: MATVEC_MACS / us(op) / 1000, n: by(op).n },
+        ]),
+      ),
+      head260x1024: Object.fromEntries(
+        HEAD_OPS.map((op) => [
+          op.slice(5),
+          { us: us(op), bestUs: by(op).minMs * 1000, gmacs: headMacs / us(op) / 1000, n: by(op).n },
         ]),
       ),
       roofline: roofRows.map(([quantity, median, best]) => ({ quantity, median, best })),

@@ -1,8 +1,12 @@
 // What the bench Worker (worker.ts) and its driver (../edge-compute.ts) agree on: the operations, and the
 // work one call of each roofline operation does. Runtime-free.
 
+// wasm-int8 is the default everywhere: the relaxed-simd build, mode 'auto' (relaxed-dot where the fused
+// dot runs with 8-bit parts, as in workerd on AVX-VNNI), and in the step the head in 'precise'.
 export const STEP_OPS = [
   'step:wasm-int8',
+  'step:wasm-int8-head-fast',
+  'step:wasm-int8-head-exact',
   'step:wasm-int8-simd',
   'step:wasm-2:4',
   'step:ort-web',
@@ -11,13 +15,18 @@ export const STEP_OPS = [
 
 export const MATVEC_OPS = [
   'matvec:wasm-int8',
+  'matvec:wasm-int8-fast',
   'matvec:wasm-int8-simd',
-  'matvec:wasm-int8-relaxed-dot',
+  'matvec:wasm-int8-precise',
   'matvec:wasm-int8-exact',
   'matvec:wasm-2:4',
   'matvec:ort-web',
   'matvec:typescript',
 ] as const;
+
+/** The output head alone (r1-seed head.w, [V, 2H]) in each mode it may run in. */
+export const HEAD_OPS = ['head:auto', 'head:precise', 'head:exact'] as const;
+export const HEAD_SHAPE = [260, 1024] as const;
 
 /** The mat-vec's shape: r1-seed's lstm.w_ih, [4H, Dc + S + H]. */
 export const MATVEC_SHAPE = [2048, 896] as const;
@@ -30,8 +39,9 @@ export type BandwidthSet = keyof typeof BANDWIDTH_SETS;
 export const PEAK_ITERS = 100_000;
 export const PEAK_MACS_PER_ITER = {
   dot_i16: 96,
-  load_dot: 64,
+  load_ext_dot: 64,
   load16_dot: 64,
+  load_rdot: 256,
   dot_i8_relaxed: 192,
   fma_f32: 48,
 } as const;

@@ -9,7 +9,7 @@ import { WeightEmitter } from '@switchyard/shared/onnx/weights';
 import { Rng } from '@switchyard/shared/random';
 import { ReferenceEdge, ReferenceModel, routeFromProbs } from '@switchyard/shared/reference';
 import { readWeights, type WeightsFile } from '@switchyard/shared/weights/index';
-import { createKernels, type Int8Mode, type Kernels, type SimdFlavor } from '@switchyard/wasm';
+import { createKernels, type Int8ModeOption, type Kernels, type SimdFlavor } from '@switchyard/wasm';
 import relaxedModule from '@switchyard/wasm/kernels-relaxed.wasm';
 import simdModule from '@switchyard/wasm/kernels.wasm';
 import * as ort from 'onnxruntime-web/wasm';
@@ -24,6 +24,7 @@ import { createWasmSimdCompute } from '../../edge/src/compute/wasm-simd.ts';
 import {
   BANDWIDTH_SETS,
   bandwidthReps,
+  HEAD_SHAPE,
   PEAK_ITERS,
   type BandwidthSet,
   type RunRequest,
@@ -37,8 +38,9 @@ interface RooflineExports {
   buffer(bytes: number): number;
   read_bytes(p: number, bytes: number, reps: number): number;
   dot_i16(iters: number, seed: number): number;
-  load_dot(p: number, iters: number, seed: number): number;
+  load_ext_dot(p: number, iters: number, seed: number): number;
   load16_dot(p: number, iters: number, seed: number): number;
+  load_rdot(p: number, iters: number, seed: number): number;
   dot_i8_relaxed(iters: number, seed: number): number;
   fma_f32(iters: number, seed: number): number;
 }
@@ -112,11 +114,15 @@ async function setup(): Promise<Bench> {
 
   // ---- the edge step
   const wasmDense = await createWasmSimdCompute(int8);
+  const wasmHeadFast = await createWasmSimdCompute(int8, { modes: { 'head.w': 'auto' } });
+  const wasmHeadExact = await createWasmSimdCompute(int8, { modes: { 'head.w': 'exact' } });
   const wasmDenseSimd = await createWasmSimdCompute(int8, { flavor: 'simd' });
   const wasmSparse = await createWasmSimdCompute(sparse);
   const ortWeb = await createOrtWebCompute(int8, ortWasm);
   const plain = new ReferenceEdge(new ReferenceModel(int8.config, int8.params(), 'edge'));
   ops.set('step:wasm-int8', edgeStep(wasmDense, int8, 1));
+  ops.set('step:wasm-int8-head-fast', edgeStep(wasmHeadFast, int8, 1));
+  ops.set('step:wasm-int8-head-exact', edgeStep(wasmHeadExact, int8, 1));
   ops.set('step:wasm-int8-simd', edgeStep(wasmDenseSimd, int8, 1));
   ops.set('step:wasm-2:4', edgeStep(wasmSparse, sparse, 1));
   ops.set('step:ort-web', edgeStep(ortWeb, int8, 1));
@@ -130,25 +136,33 @@ async function setup(): Promise<Bench> {
   const dense = stored;
   const [rows, cols] = dense.shape;
   const rng = new Rng(7);
-  const x = Float32Array.from({ length: cols }, () => rng.normal());
+  // The first `cols` are the mat-vec's x; the head (wider) takes the first 2H.
+  const xs = Float32Array.from({ length: 4096 }, () => rng.normal());
+  const x = xs.slice(0, cols);
   const kernelSets = new Map<SimdFlavor, Kernels>();
   for (const flavor of ['relaxed-simd', 'simd'] as const)
     kernelSets.set(flavor, await createKernels({ simd: simdModule, relaxed: relaxedModule }, { flavor }));
-  const matvec = (flavor: SimdFlavor, t: StoredTensor, mode: Int8Mode = 'fast'): Op => {
+  const matvec = (flavor: SimdFlavor, t: StoredTensor, mode: Int8ModeOption = 'auto'): Op => {
     const k = kernelSets.get(flavor)!;
     const m = k.loadMatrix(t, { mode });
-    const xp = k.allocF32(cols, x);
-    const yp = k.alloc(rows * 4);
+    const xp = k.allocF32(t.shape[1], xs.subarray(0, t.shape[1]));
+    const yp = k.alloc(t.shape[0] * 4);
     return () => {
       k.raw.matvec(m.ptr, xp, yp);
       return 0;
     };
   };
   ops.set('matvec:wasm-int8', matvec('relaxed-simd', dense));
+  ops.set('matvec:wasm-int8-fast', matvec('relaxed-simd', dense, 'fast'));
   ops.set('matvec:wasm-int8-simd', matvec('simd', dense));
-  ops.set('matvec:wasm-int8-relaxed-dot', matvec('relaxed-simd', dense, 'relaxed-dot'));
+  ops.set('matvec:wasm-int8-precise', matvec('relaxed-simd', dense, 'precise'));
   ops.set('matvec:wasm-int8-exact', matvec('relaxed-simd', dense, 'exact'));
   ops.set('matvec:wasm-2:4', matvec('relaxed-simd', sparse.stored(name)));
+  const head = int8.stored('head.w');
+  if (head.scheme !== 'int8' || head.shape[0] !== HEAD_SHAPE[0] || head.shape[1] !== HEAD_SHAPE[1])
+    throw new Error(`head.w: expected int8 [${HEAD_SHAPE}], found ${head.scheme} [${head.shape}]`);
+  for (const mode of ['auto', 'precise', 'exact'] as const)
+    ops.set(`head:${mode}`, matvec('relaxed-simd', head, mode));
   const y = new Float32Array(rows);
   ops.set('matvec:typescript', () => {
     tsInt8MatVec(dense, x, y);
@@ -180,8 +194,9 @@ async function setup(): Promise<Bench> {
   }
   const block = roof.buffer(512);
   ops.set('peak:dot_i16', () => roof.dot_i16(PEAK_ITERS, 3));
-  ops.set('peak:load_dot', () => roof.load_dot(block, PEAK_ITERS, 3));
+  ops.set('peak:load_ext_dot', () => roof.load_ext_dot(block, PEAK_ITERS, 3));
   ops.set('peak:load16_dot', () => roof.load16_dot(block, PEAK_ITERS, 3));
+  ops.set('peak:load_rdot', () => roof.load_rdot(block, PEAK_ITERS, 3));
   ops.set('peak:dot_i8_relaxed', () => roof.dot_i8_relaxed(PEAK_ITERS, 3));
   ops.set('peak:fma_f32', () => roof.fma_f32(PEAK_ITERS, 0.5));
   return { ops };

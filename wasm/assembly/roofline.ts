@@ -77,11 +77,13 @@ export function dot_i16(iters: i32, seed: i32): i32 {
 }
 
 /**
- * `iters` × 8 × (v128.load8x8_s + i32x4.dot_i16x8_s + i32x4.add) over an L1-resident block at p (512 bytes):
- * the dense int8 kernel's inner instruction mix without its memory traffic. 8 multiply-adds per dot.
+ * `iters` × 4 × (v128.load + extend_low/high_i8x16_s + 2 × i32x4.dot_i16x8_s + 2 × i32x4.add) over an
+ * L1-resident block at p (512 bytes): the 'fast' kernel's inner mix (16 weights per load, widened in
+ * registers) without its memory traffic. 16 multiply-adds per load.
  */
-export function load_dot(p: usize, iters: i32, seed: i32): i32 {
-  const x = i16x8.splat(<i16>(seed | 1));
+export function load_ext_dot(p: usize, iters: i32, seed: i32): i32 {
+  const x0 = i16x8.splat(<i16>(seed | 1));
+  const x1 = i16x8.splat(<i16>(seed | 3));
   let a0 = i32x4.splat(0);
   let a1 = i32x4.splat(0);
   let a2 = i32x4.splat(0);
@@ -89,14 +91,38 @@ export function load_dot(p: usize, iters: i32, seed: i32): i32 {
   let q = p;
   const end = p + 512;
   for (let i = 0; i < iters; i++) {
-    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(v128.load8x8_s(q), x));
-    a1 = i32x4.add(a1, i32x4.dot_i16x8_s(v128.load8x8_s(q, 8), x));
-    a2 = i32x4.add(a2, i32x4.dot_i16x8_s(v128.load8x8_s(q, 16), x));
-    a3 = i32x4.add(a3, i32x4.dot_i16x8_s(v128.load8x8_s(q, 24), x));
-    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(v128.load8x8_s(q, 32), x));
-    a1 = i32x4.add(a1, i32x4.dot_i16x8_s(v128.load8x8_s(q, 40), x));
-    a2 = i32x4.add(a2, i32x4.dot_i16x8_s(v128.load8x8_s(q, 48), x));
-    a3 = i32x4.add(a3, i32x4.dot_i16x8_s(v128.load8x8_s(q, 56), x));
+    let v = v128.load(q);
+    a0 = i32x4.add(
+      a0,
+      i32x4.add(
+        i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0),
+        i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1),
+      ),
+    );
+    v = v128.load(q, 16);
+    a1 = i32x4.add(
+      a1,
+      i32x4.add(
+        i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0),
+        i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1),
+      ),
+    );
+    v = v128.load(q, 32);
+    a2 = i32x4.add(
+      a2,
+      i32x4.add(
+        i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0),
+        i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1),
+      ),
+    );
+    v = v128.load(q, 48);
+    a3 = i32x4.add(
+      a3,
+      i32x4.add(
+        i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0),
+        i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1),
+      ),
+    );
     q += 64;
     if (q == end) q = p;
   }
@@ -203,4 +229,54 @@ export function fma_f32(iters: i32, seed: f32): f32 {
   return (
     f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) + f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3)
   );
+}
+
+/**
+ * `iters` × 8 × (v128.load + two i32x4.relaxed_dot_i8x16_i7x16_add_s against register x parts) over an
+ * L1-resident block at p (512 bytes): the 'relaxed-dot' kernel's inner mix (each weight load feeds the hi and
+ * lo parts of x) without its memory traffic. 32 multiply-adds per load; 0 in a build without relaxed SIMD.
+ */
+export function load_rdot(p: usize, iters: i32, seed: i32): i32 {
+  if (!ASC_FEATURE_RELAXED_SIMD) return 0;
+  const xh = i8x16.splat(<i8>((seed & 0x3f) | 1));
+  const xl = i8x16.splat(<i8>((seed & 0x1f) | 3));
+  let h0 = i32x4.splat(0);
+  let h1 = i32x4.splat(0);
+  let h2 = i32x4.splat(0);
+  let h3 = i32x4.splat(0);
+  let l0 = i32x4.splat(0);
+  let l1 = i32x4.splat(0);
+  let l2 = i32x4.splat(0);
+  let l3 = i32x4.splat(0);
+  let q = p;
+  const end = p + 512;
+  for (let i = 0; i < iters; i++) {
+    let v = v128.load(q);
+    h0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xh, h0);
+    l0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xl, l0);
+    v = v128.load(q, 16);
+    h1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xh, h1);
+    l1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xl, l1);
+    v = v128.load(q, 32);
+    h2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xh, h2);
+    l2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xl, l2);
+    v = v128.load(q, 48);
+    h3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xh, h3);
+    l3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xl, l3);
+    v = v128.load(q, 64);
+    h0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xh, h0);
+    l0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xl, l0);
+    v = v128.load(q, 80);
+    h1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xh, h1);
+    l1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xl, l1);
+    v = v128.load(q, 96);
+    h2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xh, h2);
+    l2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xl, l2);
+    v = v128.load(q, 112);
+    h3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xh, h3);
+    l3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, xl, l3);
+    q += 128;
+    if (q == end) q = p;
+  }
+  return sum4(h0, h1, h2, h3) + sum4(l0, l1, l2, l3);
 }

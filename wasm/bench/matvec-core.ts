@@ -1,7 +1,7 @@
 // Mat-vec micro-benchmark, runtime-free so that Node (bench/matvec.ts) and a Worker can both drive it.
 // Throughput counts dense-equivalent MACs (rows·cols) for every variant, so 2:4 shows its speedup directly.
 import { quantize24, quantizeInt8, Rng, type StoredTensor } from '@switchyard/shared';
-import type { Int8Mode, Kernels, WasmMatrix } from '../src/kernels.ts';
+import type { Int8ModeOption, Kernels, WasmMatrix } from '../src/kernels.ts';
 
 export interface BenchOptions {
   shapes?: Array<[number, number]>;
@@ -18,6 +18,7 @@ export interface BenchOptions {
 export interface BenchRow {
   shape: [number, number];
   variant: string;
+  /** The kernel build, and for relaxed-simd how its relaxed dot runs here (Kernels.relaxedDot). */
   flavor: string;
   usPerCall: number;
   gmacs: number;
@@ -130,9 +131,15 @@ export function runMatVecBench(kernelSets: Kernels[], options: BenchOptions = {}
 
     for (const k of kernelSets) {
       const variants: Array<[string, () => WasmMatrix]> = [];
-      const modes: Int8Mode[] =
-        k.flavor === 'relaxed-simd' ? ['fast', 'relaxed-dot', 'exact'] : ['fast', 'exact'];
-      for (const mode of modes) variants.push([`int8 ${mode}`, () => k.loadMatrix(t8, { mode })]);
+      const modes: Int8ModeOption[] =
+        k.flavor === 'relaxed-simd'
+          ? ['auto', 'fast', 'precise', 'relaxed-dot', 'exact']
+          : ['fast', 'precise', 'exact'];
+      for (const mode of modes)
+        variants.push([
+          mode === 'auto' ? `int8 auto=${k.autoMode}` : `int8 ${mode}`,
+          () => k.loadMatrix(t8, { mode }),
+        ]);
       variants.push(['int8 2:4', () => k.loadMatrix(t24)]);
       variants.push(['f32', () => k.loadMatrix({ shape: [R, C], data: w })]);
       const xp = k.allocF32(C, x);
@@ -141,7 +148,7 @@ export function runMatVecBench(kernelSets: Kernels[], options: BenchOptions = {}
         const ms = Array.from({ length: o.copies }, load);
         add(
           name,
-          k.flavor,
+          k.relaxedDot ? `${k.flavor} (${k.relaxedDot})` : k.flavor,
           measure((i) => k.raw.matvec(ms[i % ms.length].ptr, xp, yp), o),
         );
       }
@@ -172,10 +179,12 @@ export function runMatVecBench(kernelSets: Kernels[], options: BenchOptions = {}
 }
 
 export function formatBench(rows: BenchRow[]): string {
-  const lines = ['shape        flavor         variant            µs/call    GMAC/s'];
+  const lines = [
+    `${'shape'.padEnd(12)} ${'flavor'.padEnd(28)} ${'variant'.padEnd(22)} ${'µs/call'.padStart(9)} ${'GMAC/s'.padStart(9)}`,
+  ];
   for (const r of rows)
     lines.push(
-      `${`${r.shape[0]}×${r.shape[1]}`.padEnd(12)} ${r.flavor.padEnd(14)} ${r.variant.padEnd(17)} ${r.usPerCall.toFixed(1).padStart(9)} ${r.gmacs.toFixed(2).padStart(9)}`,
+      `${`${r.shape[0]}×${r.shape[1]}`.padEnd(12)} ${r.flavor.padEnd(28)} ${r.variant.padEnd(22)} ${r.usPerCall.toFixed(1).padStart(9)} ${r.gmacs.toFixed(2).padStart(9)}`,
     );
   return lines.join('\n');
 }

@@ -39,8 +39,8 @@ export interface WasmEdgeOptions {
   /**
    * Per matrix, over `mode`. head.w defaults to 'precise' ('exact' when mode is 'exact'): the logits are
    * what sampling and the golden checksums see, and x rounding in 'fast' added up to more than float32
-   * error in the checksum; 'precise' holds them to float32 error for ~13 µs more per r1-seed step in
-   * workerd than 'relaxed-dot' ('exact': ~33 µs).
+   * error in the checksum; 'precise' holds them to float32 error for ~18 µs more CPU time per r1-seed step
+   * in workerd than 'auto' ('exact': ~40 µs).
    */
   modes?: Partial<Record<EdgeMatrix, Int8ModeOption>>;
   /** 2:4 tensors: the 2:4 kernel or densified (default 'sparse'). */

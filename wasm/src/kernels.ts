@@ -21,8 +21,8 @@
 //   softmax, top-k gates, the STM read and the sparse code's selection run in float64 as the reference does.
 //
 // Speed, inside workerd at 2048×896 (CPU time of the workerd process on this 2-core AVX-VNNI box):
-// 'relaxed-dot' fused ~22 GMAC/s, 'fast' ~15, 'precise' ~11, 'exact' ~6. workerd compiles wasm with explicit bounds checks,
-// so loads cost more than in Node; the kernels load each weight once, 16 bytes at a time.
+// 'relaxed-dot' fused with 8-bit parts ~19-23 GMAC/s, 'fast' ~14-15, 'precise' ~9-10, 'exact' ~5. workerd
+// bounds-checks every load here, so the kernels load each weight once, 16 bytes at a time (wasm/README.md).
 import type { StoredTensor, Tensor } from '@switchyard/shared';
 import { densify24 } from '@switchyard/shared/quant';
 import {
