@@ -55,6 +55,8 @@ export interface E2eOptions {
   seed?: number;
   /** ORT intra-op threads in both systems (default: cores − 1, at least 1). */
   expertThreads?: number;
+  /** The batching window in both systems (default: switchyard-gpu's, 2 ms). */
+  maxWaitMs?: number;
 }
 
 export type System = 'stack' | 'monolith';
@@ -152,7 +154,7 @@ interface Monolith {
   close(): Promise<void>;
 }
 
-async function startMonolith(bytes: Uint8Array, threads: number): Promise<Monolith> {
+async function startMonolith(bytes: Uint8Array, threads: number, maxWaitMs: number): Promise<Monolith> {
   const full = readWeights(bytes);
   const config = full.config;
   const edgeFile = readWeights(splitWeights(full, 1).edge);
@@ -183,7 +185,7 @@ async function startMonolith(bytes: Uint8Array, threads: number): Promise<Monoli
   const admission = new AdmissionQueue(DEFAULTS.queueLimit);
   const batcher = new StepBatcher(pool, {
     maxBatch: DEFAULTS.maxBatch,
-    maxWaitMs: DEFAULTS.maxWaitMs,
+    maxWaitMs,
     hidden: config.controller.hidden,
     onDispatch: (_e, rows) => {
       admission.release(rows);
@@ -432,6 +434,7 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
   // main thread (its edge compute and batching) gets the same core.
   const threads = o.expertThreads ?? Math.max(1, availableParallelism() - 1);
   const load0 = loadavg()[0];
+  const maxWaitMs = o.maxWaitMs ?? DEFAULTS.maxWaitMs;
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-e2e-'));
   let stack: Stack | undefined;
   let mono: Monolith | undefined;
@@ -443,12 +446,12 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
       model: path,
       modelName: `switchyard-${presetName}`,
       // The same worker and thread counts as the monolith below.
-      gpuArgs: ['--workers', '1', '--threads', String(threads)],
+      gpuArgs: ['--workers', '1', '--threads', String(threads), '--max-wait-ms', String(maxWaitMs)],
       // The benchmark measures serving, not the per-key request budget.
       extraVars: { RATE_LIMIT_RPM: '0' },
     });
     process.stderr.write('e2e: starting the monolith (ORT worker pool in this process) ...\n');
-    mono = await startMonolith(bytes, threads);
+    mono = await startMonolith(bytes, threads, maxWaitMs);
     const s = stack;
     const m = mono;
 
@@ -564,7 +567,7 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
         cores: availableParallelism(),
         maxTokens,
         singleSessionReps: singleReps,
-        gpuTier: `switchyard-gpu, provider cpu, 1 worker × ${threads} threads, compute f32, max batch ${DEFAULTS.maxBatch}, max wait ${DEFAULTS.maxWaitMs} ms`,
+        gpuTier: `switchyard-gpu, provider cpu, 1 worker × ${threads} threads, compute f32, max batch ${DEFAULTS.maxBatch}, max wait ${maxWaitMs} ms`,
         edge: `wrangler dev (workerd), ${s.edgeWeights} edge weights, default compute (wasm SIMD), sessions API, SSE, trace on`,
         monolith: `one Node process: the edge's runSteps with WasmEdgeCompute on the main thread, the GPU tier's ExpertService (1 ORT worker × ${threads} threads, batcher, prompt cache) in-process; batched across sessions the same way`,
         loopback: 'everything on 127.0.0.1; the two systems run one after the other at each load',
