@@ -355,6 +355,30 @@ export class ReferenceModel {
   }
 }
 
+/**
+ * What is wrong with a controller state for a model of these sizes, or undefined when it fits. Backends
+ * that copy the state into their own memory check it first, each throwing its own error class.
+ */
+export function controllerStateProblem(
+  state: ControllerState,
+  H: number,
+  S: number,
+  slots: number,
+): string | undefined {
+  const want: Array<[string, number, number]> = [
+    ['h', state.h.length, H],
+    ['c', state.c.length, H],
+    ['m', state.m.length, H],
+    ['stm.keys', state.stm.keys.length, slots * S],
+    ['stm.values', state.stm.values.length, slots * S],
+  ];
+  for (const [what, found, expected] of want)
+    if (found !== expected) return `state.${what}: expected ${expected} elements, found ${found}`;
+  if (!Number.isInteger(state.stm.count) || state.stm.count < 0 || state.stm.count > slots)
+    return `state.stm.count: expected an integer in 0..${slots}, found ${state.stm.count}`;
+  return undefined;
+}
+
 /** Top-K of a gate distribution with gates renormalized over the chosen experts. */
 export function routeFromProbs(probs: Float32Array, k: number): Routing {
   const experts = topK(probs, k);

@@ -1,6 +1,7 @@
 // The edge's per-step compute (DESIGN.md §1) on the SIMD kernels: STM read, LSTM cell, gate softmax,
 // output head, STM key/value and the LTM sparse code. Runtime-free, like kernels.ts.
 import {
+  controllerStateProblem,
   dequantize,
   paramSpecs,
   type ControllerOutput,
@@ -144,21 +145,8 @@ export class WasmEdgeCompute implements EdgeComputeBackend {
   }
 
   private checkState(state: ControllerState): void {
-    const { H, S, slots } = this;
-    const want: Array<[string, number, number]> = [
-      ['h', state.h.length, H],
-      ['c', state.c.length, H],
-      ['m', state.m.length, H],
-      ['stm.keys', state.stm.keys.length, slots * S],
-      ['stm.values', state.stm.values.length, slots * S],
-    ];
-    for (const [what, found, expected] of want)
-      if (found !== expected)
-        throw new WasmKernelError(`state.${what}: expected ${expected} elements, found ${found}`);
-    if (!Number.isInteger(state.stm.count) || state.stm.count < 0 || state.stm.count > slots)
-      throw new WasmKernelError(
-        `state.stm.count: expected an integer in 0..${slots}, found ${state.stm.count}`,
-      );
+    const problem = controllerStateProblem(state, this.H, this.S, this.slots);
+    if (problem) throw new WasmKernelError(problem);
   }
 
   /** x = tok_embed[y]; r = STM read with the previous h; (h, c) = LSTM([x; r; m]); p = softmax(W_g h + b_g). */

@@ -17,6 +17,7 @@ import type {
   SparseCode,
 } from '@switchyard/shared/interfaces';
 import { dot, matVec, softmax, topK } from '@switchyard/shared/math';
+import { controllerStateProblem } from '@switchyard/shared/reference';
 import { buildEdgeController, buildEdgeHead } from '@switchyard/shared/onnx/edge';
 import type { WeightSource } from '@switchyard/shared/onnx/weights';
 import { dequantize } from '@switchyard/shared/quant';
@@ -180,21 +181,8 @@ export class OrtWebCompute implements EdgeComputeBackend {
   }
 
   private checkState(state: ControllerState): void {
-    const { H, S, slots } = this;
-    const want: Array<[string, number, number]> = [
-      ['h', state.h.length, H],
-      ['c', state.c.length, H],
-      ['m', state.m.length, H],
-      ['stm.keys', state.stm.keys.length, slots * S],
-      ['stm.values', state.stm.values.length, slots * S],
-    ];
-    for (const [what, found, expected] of want)
-      if (found !== expected)
-        throw new OrtWebComputeError(`state.${what}: expected ${expected} elements, found ${found}`);
-    if (!Number.isInteger(state.stm.count) || state.stm.count < 0 || state.stm.count > slots)
-      throw new OrtWebComputeError(
-        `state.stm.count: expected an integer in 0..${slots}, found ${state.stm.count}`,
-      );
+    const problem = controllerStateProblem(state, this.H, this.S, this.slots);
+    if (problem) throw new OrtWebComputeError(problem);
   }
 
   /** r = Σ_j softmax_j(q·k_j/√S) v_j with q = W_rq h, as the reference computes it; zero while empty. */
