@@ -184,12 +184,18 @@ const genInvalidTurnField = fc.oneof(
   }),
   fc.record({
     temperature: fc.oneof(
-      fc.double({ min: 2.001, noNaN: true }),
-      fc.double({ max: -0.001, noNaN: true }),
+      fc.double({ min: 2.001, noNaN: true, noDefaultInfinity: true }),
+      fc.double({ max: -0.001, noNaN: true, noDefaultInfinity: true }),
       fc.string(),
     ),
   }),
-  fc.record({ top_p: fc.oneof(fc.double({ min: 1.001, noNaN: true }), fc.constant(0), fc.boolean()) }),
+  fc.record({
+    top_p: fc.oneof(
+      fc.double({ min: 1.001, noNaN: true, noDefaultInfinity: true }),
+      fc.constant(0),
+      fc.boolean(),
+    ),
+  }),
   fc.record({ stream: fc.oneof(fc.string(), fc.integer(), fc.constant([])) }),
   fc.record({ seed: fc.double({ min: 0.1, max: 1e6, noInteger: true, noNaN: true }) }),
   fc.record({ content: fc.oneof(fc.integer(), fc.boolean(), fc.object()) }),
