@@ -3,7 +3,7 @@ import { initRandom, parseConfig, Rng } from '@switchyard/shared';
 import { generateTask } from './curriculum.ts';
 import { TfModel } from './model-tf.ts';
 import { Adam } from './optim.ts';
-import { gae, PPO_DEFAULTS, ppoIteration } from './ppo.ts';
+import { gae, groupBaselines, PPO_DEFAULTS, ppoIteration } from './ppo.ts';
 import { initTf } from './tf.ts';
 import { newValueHead } from './train.ts';
 
@@ -26,6 +26,19 @@ describe('GAE', () => {
       Number((0.9 * 0.7 - 0.1).toFixed(10)),
       -0.7,
     ]);
+  });
+});
+
+describe('per-task baselines', () => {
+  it('are the mean reward of the other episodes of the same task', () => {
+    const b = groupBaselines(['add', 'add', 'add', 'bool', 'bool'], [1, 0, 0, 1, 1]);
+    expect(b).toEqual([0, 0.5, 0.5, 1, 1]);
+  });
+
+  it('fall back to the other episodes of the batch for a task seen once, and to 0 for one episode', () => {
+    expect(groupBaselines(['add', 'bool', 'bool'], [1, 0, 1])).toEqual([0.5, 1, 0]);
+    expect(groupBaselines(['add'], [1])).toEqual([0]);
+    expect(() => groupBaselines(['add'], [1, 0])).toThrow(/1 groups for 2 rewards/);
   });
 });
 
