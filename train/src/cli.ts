@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { countParams, parseConfig, ReferenceModel, type ModelConfig } from '@switchyard/shared';
 import { loadWeights, UsageError, writeOut, type Command } from '../../shared/cli/command.ts';
 import { progress } from '../../shared/cli/progress.ts';
+import { LOCAL_API_KEY } from '../../scripts/stack.ts';
 import { EVAL_SET_NAMES } from './curriculum.ts';
 import {
   differences,
@@ -301,6 +302,8 @@ export const evaluate: Command = {
   --engine E        reference (the float32 oracle, default) or tfjs (the training model: faster, batched)
   --url URL         also/instead evaluate an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8787
   --model NAME      the endpoint's model name (default: the first of GET /v1/models)
+  --api-key KEY     the endpoint's API key (default $SWITCHYARD_API_KEY, else npm start's
+                    local key sk-switchyard-local)
   --compare         with --url: run both the reference and the endpoint, exit 1 if any answer differs
   --recall N        simulate long-term-memory recall of N entries after step 1 (reference only; default 0)
   --max-tokens N    generation limit (default 48)
@@ -312,6 +315,7 @@ export const evaluate: Command = {
     engine: { type: 'string' },
     url: { type: 'string' },
     model: { type: 'string' },
+    'api-key': { type: 'string' },
     compare: { type: 'boolean' },
     recall: { type: 'string' },
     'max-tokens': { type: 'string' },
@@ -332,6 +336,7 @@ export const evaluate: Command = {
     const url = v.url as string | undefined;
     if (v.compare && !url)
       throw new UsageError('--compare: expected --url as well (it compares the reference with the endpoint)');
+    const apiKey = (v['api-key'] as string | undefined) ?? (process.env.SWITCHYARD_API_KEY || LOCAL_API_KEY);
     const files = positionals.length ? positionals : [DEFAULT_MODEL];
     const items = evalExamples(sets, n, seed);
     const reports: EvalReport[] = [];
@@ -373,9 +378,9 @@ export const evaluate: Command = {
         refAnswers = await runEngine(engine, file, config);
       }
       if (url) {
-        const model = (v.model as string | undefined) ?? (await endpointModel(url));
+        const model = (v.model as string | undefined) ?? (await endpointModel(url, fetch, apiKey));
         const answers = await runEngine(
-          new EndpointEngine(url, model, maxTokens),
+          new EndpointEngine(url, model, maxTokens, fetch, apiKey),
           `${url} (${model})`,
           config,
         );

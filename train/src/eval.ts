@@ -302,6 +302,8 @@ export class EndpointEngine implements Engine {
     readonly model: string,
     readonly maxTokens = 48,
     readonly fetchImpl: typeof fetch = fetch,
+    /** Sent as a bearer token; the stack refuses requests without one. */
+    readonly apiKey?: string,
   ) {
     this.name = `endpoint ${url}`;
   }
@@ -315,7 +317,7 @@ export class EndpointEngine implements Engine {
     for (const [i, { set, example }] of items.entries()) {
       const res = await this.fetchImpl(endpoint, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...bearer(this.apiKey) },
         body: JSON.stringify({
           model: this.model,
           messages: [{ role: 'user', content: example.prompt }],
@@ -354,10 +356,17 @@ export class EndpointEngine implements Engine {
   }
 }
 
+const bearer = (key: string | undefined): Record<string, string> =>
+  key ? { authorization: `Bearer ${key}` } : {};
+
 /** The first model an endpoint lists (GET /v1/models). */
-export async function endpointModel(url: string, fetchImpl: typeof fetch = fetch): Promise<string> {
+export async function endpointModel(
+  url: string,
+  fetchImpl: typeof fetch = fetch,
+  apiKey?: string,
+): Promise<string> {
   const endpoint = `${url.replace(/\/+$/, '')}/v1/models`;
-  const res = await fetchImpl(endpoint);
+  const res = await fetchImpl(endpoint, { headers: bearer(apiKey) });
   const text = await res.text();
   if (!res.ok)
     throw new EndpointError(`GET ${endpoint}: expected 200, found ${res.status}: ${text.slice(0, 200)}`);
