@@ -565,6 +565,49 @@ function relaxedSumsSplit(
 
 // Relaxed: Σ q·x = 2^b·Σ q·hi + Σ q·lo − 2^(2b−1)·Σ q (b = 7 or 8 bits per part), two i8×u(b) dots per
 // 16 columns and no widening.
+/**
+ * y[r] = f32((2^bits·sh[r] + sl[r] − 2^(2·bits−1)·rowSum[r])·xStep·scale[r] + b[r]), two rows per f64x2 step:
+ * the same float64 operations in the same order as finishRow, so the same bits, in about half the time (one
+ * row at a time this loop was ~8% of a 2048-row mat-vec).
+ */
+function finishRelaxed(
+  desc: usize,
+  y: usize,
+  rows: i32,
+  bits: i32,
+  sh: usize,
+  sl: usize,
+  rowSum: usize,
+): void {
+  const scale = load<usize>(desc + D_SCALE);
+  const bias = load<usize>(desc + D_BIAS);
+  const hiW = f64x2.splat(<f64>(1 << bits));
+  const zero = f64x2.splat(<f64>(1 << (2 * bits - 1)));
+  const step = f64x2.splat(xStep);
+  let r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    const o = (<usize>r) << 2;
+    const dot = f64x2.sub(
+      f64x2.add(
+        f64x2.mul(hiW, f64x2.convert_low_i32x4_s(v128.load64_zero(sh + o))),
+        f64x2.convert_low_i32x4_s(v128.load64_zero(sl + o)),
+      ),
+      f64x2.mul(zero, f64x2.convert_low_i32x4_s(v128.load64_zero(rowSum + o))),
+    );
+    let v = f64x2.mul(f64x2.mul(dot, step), f64x2.promote_low_f32x4(v128.load64_zero(scale + o)));
+    if (bias != 0) v = f64x2.add(v, f64x2.promote_low_f32x4(v128.load64_zero(bias + o)));
+    v128.store_lane<i64>(y + o, f32x4.demote_f64x2_zero(v), 0);
+  }
+  for (; r < rows; r++) {
+    const o = (<usize>r) << 2;
+    const dot =
+      <f64>(1 << bits) * <f64>load<i32>(sh + o) +
+      <f64>load<i32>(sl + o) -
+      <f64>(1 << (2 * bits - 1)) * <f64>load<i32>(rowSum + o);
+    finishRow(desc, y, r, dot);
+  }
+}
+
 function int8RelaxedDot(desc: usize, x: usize, y: usize): void {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const rows = load<i32>(desc + D_ROWS);
@@ -582,14 +625,7 @@ function int8RelaxedDot(desc: usize, x: usize, y: usize): void {
     const w = load<usize>(desc + D_W);
     if (fusedDot) relaxedSumsFused(w, hi, lo, rowsPad, colsPad, sh, sl);
     else relaxedSumsSplit(w, hi, lo, rowsPad, colsPad, sh, sl);
-    for (let r = 0; r < rows; r++) {
-      const o = (<usize>r) << 2;
-      const dot =
-        <f64>(1 << bits) * <f64>load<i32>(sh + o) +
-        <f64>load<i32>(sl + o) -
-        <f64>(1 << (2 * bits - 1)) * <f64>load<i32>(rowSum + o);
-      finishRow(desc, y, r, dot);
-    }
+    finishRelaxed(desc, y, rows, bits, sh, sl, rowSum);
     release(m);
   } else {
     int8Fast(desc, x, y);
