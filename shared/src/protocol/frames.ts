@@ -427,13 +427,45 @@ const dtypeBytes = (d: WireDtype): number => (d === 'f16' ? 2 : 4);
 // ---------------------------------------------------------------------------------------------------------------
 // STEP_REQUEST
 
+// Every per-step frame (STEP_REQUEST, STEP_RESPONSE, NEED_PROMPT) starts with the same three fields.
+interface StepIds {
+  session: Uint8Array;
+  request: Uint8Array;
+  step: number;
+  /** Their size on the wire: u8 + session id, u8 + request id, u32 step. */
+  bytes: number;
+}
+
+function planStepIds(
+  fail: ReturnType<typeof failer>,
+  f: { sessionId: unknown; requestId: unknown; step: unknown },
+): StepIds {
+  const session = idBytes(fail, 'sessionId', f.sessionId, 1);
+  const request = idBytes(fail, 'requestId', f.requestId, 1);
+  checkUint(fail, 'step', f.step, 0xffffffff);
+  const step = f.step as number;
+  return { session, request, step, bytes: 1 + session.length + 1 + request.length + 4 };
+}
+
+function writeStepIds(w: Writer, ids: StepIds): void {
+  w.u8(ids.session.length);
+  w.raw(ids.session);
+  w.u8(ids.request.length);
+  w.raw(ids.request);
+  w.u32(ids.step);
+}
+
+function readStepIds(r: Reader): { sessionId: string; requestId: string; step: number } {
+  const sessionId = r.string('session id', 'u8', 1, MAX_ID_BYTES);
+  const requestId = r.string('request id', 'u8', 1, MAX_ID_BYTES);
+  return { sessionId, requestId, step: r.u32('step') };
+}
+
 function planStepRequest(f: FrameBody<StepRequest>): Plan {
   const context = 'STEP_REQUEST';
   checkTag(context, f, 'step-request');
   const fail = failer(context);
-  const session = idBytes(fail, 'sessionId', f.sessionId, 1);
-  const request = idBytes(fail, 'requestId', f.requestId, 1);
-  checkUint(fail, 'step', f.step, 0xffffffff);
+  const ids = planStepIds(fail, f);
   checkDigest(fail, f.digest);
   checkDtype(fail, 'hDtype', f.hDtype);
   checkDtype(fail, 'responseDtype', f.responseDtype);
@@ -462,11 +494,7 @@ function planStepRequest(f: FrameBody<StepRequest>): Plan {
     (f.perExpert ? StepRequestFlag.PerExpert : 0) |
     (f.responseDtype === 'f16' ? StepRequestFlag.HalfResponse : 0);
   const payloadBytes =
-    1 +
-    session.length +
-    1 +
-    request.length +
-    4 +
+    ids.bytes +
     DIGEST_BYTES +
     1 +
     2 +
@@ -479,11 +507,7 @@ function planStepRequest(f: FrameBody<StepRequest>): Plan {
     type: FrameType.StepRequest,
     payloadBytes,
     write(w) {
-      w.u8(session.length);
-      w.raw(session);
-      w.u8(request.length);
-      w.raw(request);
-      w.u32(f.step);
+      writeStepIds(w, ids);
       w.raw(f.digest);
       w.u8(flags);
       w.u16(hidden);
@@ -500,9 +524,7 @@ function planStepRequest(f: FrameBody<StepRequest>): Plan {
 }
 
 function readStepRequest(r: Reader, lim: Limits): StepRequest {
-  const sessionId = r.string('session id', 'u8', 1, MAX_ID_BYTES);
-  const requestId = r.string('request id', 'u8', 1, MAX_ID_BYTES);
-  const step = r.u32('step');
+  const { sessionId, requestId, step } = readStepIds(r);
   const digest = r.bytesCopy(DIGEST_BYTES, 'prompt digest');
   const flags = readFlags(r, 0x0f, REQUEST_FLAG_NAMES);
   const hidden = readHidden(r, lim);
@@ -545,9 +567,7 @@ function planStepResponse(f: FrameBody<StepResponse>): Plan {
   const context = 'STEP_RESPONSE';
   checkTag(context, f, 'step-response');
   const fail = failer(context);
-  const session = idBytes(fail, 'sessionId', f.sessionId, 1);
-  const request = idBytes(fail, 'requestId', f.requestId, 1);
-  checkUint(fail, 'step', f.step, 0xffffffff);
+  const ids = planStepIds(fail, f);
   checkDtype(fail, 'dtype', f.dtype);
   checkBool(fail, 'perExpert', f.perExpert);
   checkExperts(fail, f.experts);
@@ -567,28 +587,12 @@ function planStepResponse(f: FrameBody<StepResponse>): Plan {
     );
   const flags =
     (f.dtype === 'f16' ? StepResponseFlag.Half : 0) | (f.perExpert ? StepResponseFlag.PerExpert : 0);
-  const payloadBytes =
-    1 +
-    session.length +
-    1 +
-    request.length +
-    4 +
-    1 +
-    2 +
-    1 +
-    k * 2 +
-    4 +
-    4 +
-    f.values.length * dtypeBytes(f.dtype);
+  const payloadBytes = ids.bytes + 1 + 2 + 1 + k * 2 + 4 + 4 + f.values.length * dtypeBytes(f.dtype);
   return {
     type: FrameType.StepResponse,
     payloadBytes,
     write(w) {
-      w.u8(session.length);
-      w.raw(session);
-      w.u8(request.length);
-      w.raw(request);
-      w.u32(f.step);
+      writeStepIds(w, ids);
       w.u8(flags);
       w.u16(hidden);
       w.u8(k);
@@ -601,9 +605,7 @@ function planStepResponse(f: FrameBody<StepResponse>): Plan {
 }
 
 function readStepResponse(r: Reader, lim: Limits): StepResponse {
-  const sessionId = r.string('session id', 'u8', 1, MAX_ID_BYTES);
-  const requestId = r.string('request id', 'u8', 1, MAX_ID_BYTES);
-  const step = r.u32('step');
+  const { sessionId, requestId, step } = readStepIds(r);
   const flags = readFlags(r, 0x03, RESPONSE_FLAG_NAMES);
   const hidden = readHidden(r, lim);
   const experts = readExperts(r, lim);
@@ -638,28 +640,20 @@ function planNeedPrompt(f: FrameBody<NeedPrompt>): Plan {
   const context = 'NEED_PROMPT';
   checkTag(context, f, 'need-prompt');
   const fail = failer(context);
-  const session = idBytes(fail, 'sessionId', f.sessionId, 1);
-  const request = idBytes(fail, 'requestId', f.requestId, 1);
-  checkUint(fail, 'step', f.step, 0xffffffff);
+  const ids = planStepIds(fail, f);
   checkDigest(fail, f.digest);
   return {
     type: FrameType.NeedPrompt,
-    payloadBytes: 1 + session.length + 1 + request.length + 4 + DIGEST_BYTES,
+    payloadBytes: ids.bytes + DIGEST_BYTES,
     write(w) {
-      w.u8(session.length);
-      w.raw(session);
-      w.u8(request.length);
-      w.raw(request);
-      w.u32(f.step);
+      writeStepIds(w, ids);
       w.raw(f.digest);
     },
   };
 }
 
 function readNeedPrompt(r: Reader): NeedPrompt {
-  const sessionId = r.string('session id', 'u8', 1, MAX_ID_BYTES);
-  const requestId = r.string('request id', 'u8', 1, MAX_ID_BYTES);
-  const step = r.u32('step');
+  const { sessionId, requestId, step } = readStepIds(r);
   const digest = r.bytesCopy(DIGEST_BYTES, 'prompt digest');
   closeFrame(r, 'prompt digest');
   return { type: 'need-prompt', sessionId, requestId, step, digest };
