@@ -141,6 +141,48 @@ function latency(xs: number[]): Latency {
 
 const count = (m: Record<string, number>, k: string | number) => (m[String(k)] = (m[String(k)] ?? 0) + 1);
 
+/**
+ * What an overload phase counts: statuses, latencies of answered and refused (429) requests, and whether each
+ * refusal said when to come back.
+ */
+class OverloadTally {
+  private readonly statuses: Record<string, number> = {};
+  private readonly okMs: number[] = [];
+  private readonly refusedMs: number[] = [];
+  private retryAfterMissing = 0;
+  maxRetryAfter = 0;
+
+  /** `answered`: a 200 with the expected body; `wellFormed429`: a 429 whose body is the expected refusal. */
+  record(res: Response, ms: number, answered: boolean, wellFormed429 = true): void {
+    count(this.statuses, res.status);
+    if (res.status === 200 && answered) this.okMs.push(ms);
+    if (res.status !== 429) return;
+    this.refusedMs.push(ms);
+    const ra = Number(res.headers.get('retry-after'));
+    if (!(ra >= 1) || !wellFormed429) this.retryAfterMissing++;
+    else this.maxRetryAfter = Math.max(this.maxRetryAfter, ra);
+  }
+
+  summary() {
+    const requests = Object.values(this.statuses).reduce((a, b) => a + b, 0);
+    const ok = this.statuses['200'] ?? 0;
+    const refused = this.statuses['429'] ?? 0;
+    const errors5xx = Object.entries(this.statuses)
+      .filter(([k]) => k.startsWith('5'))
+      .reduce((a, [, n]) => a + n, 0);
+    return {
+      requests,
+      ok,
+      refused,
+      retryAfterMissing: this.retryAfterMissing,
+      errors5xx,
+      other: requests - ok - refused - errors5xx,
+      okLatencyMs: latency(this.okMs),
+      refusedLatencyMs: latency(this.refusedMs),
+    };
+  }
+}
+
 /** Runs `fn` over `items` with at most `n` at a time. */
 async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -286,11 +328,7 @@ async function underCapacity(api: Api, o: LoadOptions) {
 /** Phase 2a: one key far past its rate limit, while another key keeps holding a conversation. */
 async function edgeOverload(limited: Api, bystander: Api, o: LoadOptions) {
   const deadline = Date.now() + o.overloadMs;
-  const okMs: number[] = [];
-  const refusedMs: number[] = [];
-  const statuses: Record<string, number> = {};
-  let retryAfterMissing = 0;
-  let maxRetryAfter = 0;
+  const tally = new OverloadTally();
   const hammer = Array.from({ length: o.overloadClients }, async (_, i) => {
     for (let n = 0; Date.now() < deadline; n++) {
       const t = performance.now();
@@ -302,15 +340,7 @@ async function edgeOverload(limited: Api, bystander: Api, o: LoadOptions) {
         switchyard: { memory: NO_MEMORY },
       });
       await res.arrayBuffer();
-      const ms = performance.now() - t;
-      count(statuses, res.status);
-      if (res.status === 200) okMs.push(ms);
-      if (res.status === 429) {
-        refusedMs.push(ms);
-        const ra = Number(res.headers.get('retry-after'));
-        if (!(ra >= 1)) retryAfterMissing++;
-        else maxRetryAfter = Math.max(maxRetryAfter, ra);
-      }
+      tally.record(res, performance.now() - t, true);
     }
   });
   const byMs: number[] = [];
@@ -330,26 +360,17 @@ async function edgeOverload(limited: Api, bystander: Api, o: LoadOptions) {
     }
   })();
   await Promise.all([...hammer, watch]);
-  const requests = Object.values(statuses).reduce((a, b) => a + b, 0);
-  const errors5xx = Object.entries(statuses)
-    .filter(([k]) => k.startsWith('5'))
-    .reduce((a, [, n]) => a + n, 0);
-  const ok = statuses['200'] ?? 0;
-  const rateLimited = statuses['429'] ?? 0;
+  const { refused, okLatencyMs, refusedLatencyMs, ...t } = tally.summary();
   return {
     report: {
-      requests,
-      ok,
-      rateLimited,
-      retryAfterMissing,
-      errors5xx,
-      other: requests - ok - rateLimited - errors5xx,
+      ...t,
+      rateLimited: refused,
       allowed: Math.floor(o.rateLimit.burst + (o.rateLimit.rpm * o.overloadMs) / 60_000),
-      okLatencyMs: latency(okMs),
-      refusedLatencyMs: latency(refusedMs),
+      okLatencyMs,
+      refusedLatencyMs,
       bystander: { turns: byTurns, ok: byMs.length, latencyMs: latency(byMs) },
     },
-    maxRetryAfter,
+    maxRetryAfter: tally.maxRetryAfter,
   };
 }
 
@@ -357,12 +378,8 @@ async function edgeOverload(limited: Api, bystander: Api, o: LoadOptions) {
 async function gpuOverload(tier: Proc, secret: string, o: LoadOptions) {
   const http = new TierHttp(tier.url, secret);
   const deadline = Date.now() + o.overloadMs;
-  const okMs: number[] = [];
-  const refusedMs: number[] = [];
-  const statuses: Record<string, number> = {};
-  let retryAfterMissing = 0;
+  const tally = new OverloadTally();
   let maxQueueDepth = 0;
-  let maxRetryAfter = 0;
   const h = Float32Array.from({ length: 64 }, (_, i) => Math.cos(i));
   const clients = Array.from({ length: o.overloadClients }, async (_, i) => {
     for (let n = 0; Date.now() < deadline; n++) {
@@ -389,15 +406,12 @@ async function gpuOverload(tier: Proc, secret: string, o: LoadOptions) {
         'content-type': 'application/octet-stream',
       });
       const f = decodeFrame(new Uint8Array(await res.arrayBuffer()));
-      const ms = performance.now() - t;
-      count(statuses, res.status);
-      if (res.status === 200 && f.type === 'step-response') okMs.push(ms);
-      if (res.status === 429) {
-        refusedMs.push(ms);
-        const ra = Number(res.headers.get('retry-after'));
-        if (!(ra >= 1) || f.type !== 'error' || f.code !== WireErrorCode.Overloaded) retryAfterMissing++;
-        else maxRetryAfter = Math.max(maxRetryAfter, ra);
-      }
+      tally.record(
+        res,
+        performance.now() - t,
+        f.type === 'step-response',
+        f.type === 'error' && f.code === WireErrorCode.Overloaded,
+      );
     }
   });
   const sampler = (async () => {
@@ -409,25 +423,10 @@ async function gpuOverload(tier: Proc, secret: string, o: LoadOptions) {
     }
   })();
   await Promise.all([...clients, sampler]);
-  const requests = Object.values(statuses).reduce((a, b) => a + b, 0);
-  const ok = statuses['200'] ?? 0;
-  const overloaded = statuses['429'] ?? 0;
-  const errors5xx = Object.entries(statuses)
-    .filter(([k]) => k.startsWith('5'))
-    .reduce((a, [, n]) => a + n, 0);
+  const { refused, okLatencyMs, refusedLatencyMs, ...t } = tally.summary();
   return {
-    report: {
-      requests,
-      ok,
-      overloaded,
-      retryAfterMissing,
-      errors5xx,
-      other: requests - ok - overloaded - errors5xx,
-      maxQueueDepth,
-      okLatencyMs: latency(okMs),
-      refusedLatencyMs: latency(refusedMs),
-    },
-    maxRetryAfter,
+    report: { ...t, overloaded: refused, maxQueueDepth, okLatencyMs, refusedLatencyMs },
+    maxRetryAfter: tally.maxRetryAfter,
   };
 }
 
