@@ -48,18 +48,26 @@ interface Panel {
   h: number;
 }
 
-function axes(p: Panel, yTicks: number[], yLabel: string, title: string): string[] {
+/** Horizontal grid lines at the ticks (the last one is the top), their labels left of the panel, and the x axis. */
+function grid(p: Panel, yTicks: number[], labelGap: number, fontSize: number): string[] {
   const top = yTicks[yTicks.length - 1];
-  const out = [text(p.x, p.y - 14, title, 'font-size="14" font-weight="600"')];
+  const out: string[] = [];
   for (const t of yTicks) {
     const y = p.y + p.h - (t / top) * p.h;
     out.push(
-      `<line x1="${p.x}" y1="${n2(y)}" x2="${p.x + p.w}" y2="${n2(y)}" stroke="#e9ecef"/>`,
-      text(p.x - 6, y + 4, tickLabel(t), 'text-anchor="end" font-size="11" fill="#495057"'),
+      `<line x1="${n2(p.x)}" y1="${n2(y)}" x2="${n2(p.x + p.w)}" y2="${n2(y)}" stroke="#e9ecef"/>`,
+      text(p.x - labelGap, y + 4, tickLabel(t), `text-anchor="end" font-size="${fontSize}" fill="#495057"`),
     );
   }
   out.push(
-    `<line x1="${p.x}" y1="${p.y + p.h}" x2="${p.x + p.w}" y2="${p.y + p.h}" stroke="#495057"/>`,
+    `<line x1="${n2(p.x)}" y1="${p.y + p.h}" x2="${n2(p.x + p.w)}" y2="${p.y + p.h}" stroke="#495057"/>`,
+  );
+  return out;
+}
+
+function axes(p: Panel, yTicks: number[], yLabel: string, title: string): string[] {
+  const out = [text(p.x, p.y - 14, title, 'font-size="14" font-weight="600"'), ...grid(p, yTicks, 6, 11)];
+  out.push(
     text(
       p.x - 44,
       p.y + p.h / 2,
@@ -147,15 +155,8 @@ function splitPanel(r: E2eResult, p: Panel): string[] {
     const yt = ticks(Math.max(...runs.map((x) => (x ? Math.max(total(x), x.stepMs) : 0))) * 1.12);
     const ymax = yt[yt.length - 1];
     const q: Panel = { x: p.x + i * (w + gap), y: p.y, w, h: p.h };
-    for (const t of yt) {
-      const y = q.y + q.h - (t / ymax) * q.h;
-      out.push(
-        `<line x1="${n2(q.x)}" y1="${n2(y)}" x2="${n2(q.x + q.w)}" y2="${n2(y)}" stroke="#e9ecef"/>`,
-        text(q.x - 4, y + 4, tickLabel(t), 'text-anchor="end" font-size="10" fill="#495057"'),
-      );
-    }
     out.push(
-      `<line x1="${n2(q.x)}" y1="${q.y + q.h}" x2="${n2(q.x + q.w)}" y2="${q.y + q.h}" stroke="#495057"/>`,
+      ...grid(q, yt, 4, 10),
       text(
         q.x + q.w / 2,
         q.y + q.h + 32,
