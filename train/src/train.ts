@@ -292,6 +292,14 @@ export async function runTraining(st: TrainState, run: RunOptions): Promise<Trai
           .join(' ')
       : '';
 
+  /** The greedy held-out check every `every` steps of a stage, recorded in the history; whether it ran. */
+  const evalIfDue = async (step: number, every: number): Promise<boolean> => {
+    if (run.evalPerSet <= 0 || run.evalEvery <= 0 || step % every !== 0) return false;
+    lastAcc = await quickEval(st.model, run.evalPerSet);
+    st.meta.history.push({ phase: 'eval', step, seconds: Math.round(elapsed()), accuracy: lastAcc });
+    return true;
+  };
+
   while (st.meta.phase === 'supervised' && st.meta.step < o.steps && elapsed() < supBudget) {
     const i = st.meta.step;
     const batch = supervisedBatch(o.seed, i, o.batch, stageAt(i, o), gen);
@@ -328,16 +336,8 @@ export async function runTraining(st: TrainState, run: RunOptions): Promise<Trai
         expertShare: routed.map((n) => Number(fmt(n / total))),
       });
     }
-    if (run.evalPerSet > 0 && run.evalEvery > 0 && st.meta.step % run.evalEvery === 0) {
-      lastAcc = await quickEval(st.model, run.evalPerSet);
-      st.meta.history.push({
-        phase: 'eval',
-        step: st.meta.step,
-        seconds: Math.round(elapsed()),
-        accuracy: lastAcc,
-      });
+    if (await evalIfDue(st.meta.step, run.evalEvery))
       bar.update(`supervised ${st.meta.step}/${o.steps} eval${accText()}`, true);
-    }
     bar.update(
       `supervised ${st.meta.step}/${o.steps} stage ${stageAt(i, o)} loss ${fmt(avg((x) => x.ce))} ` +
         `tok ${fmt(avg((x) => x.tokenAcc))} seq ${fmt(avg((x) => x.seqAcc))} ` +
@@ -376,19 +376,7 @@ export async function runTraining(st: TrainState, run: RunOptions): Promise<Trai
       entropy: Number(fmt(s.entropy, 4)),
       clipFraction: Number(fmt(s.clipFraction)),
     });
-    if (
-      run.evalPerSet > 0 &&
-      run.evalEvery > 0 &&
-      st.meta.ppoStep % Math.max(1, Math.round(run.evalEvery / 5)) === 0
-    ) {
-      lastAcc = await quickEval(st.model, run.evalPerSet);
-      st.meta.history.push({
-        phase: 'eval',
-        step: st.meta.ppoStep,
-        seconds: Math.round(elapsed()),
-        accuracy: lastAcc,
-      });
-    }
+    await evalIfDue(st.meta.ppoStep, Math.max(1, Math.round(run.evalEvery / 5)));
     bar.update(
       `ppo ${st.meta.ppoStep}/${o.ppoSteps} reward ${fmt(s.reward)} entropy ${fmt(s.entropy)} ` +
         `clip ${fmt(s.clipFraction)} ${((Date.now() - t0) / 1000).toFixed(1)}s/it ${Math.round(elapsed())}s${accText()}`,
