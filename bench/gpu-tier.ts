@@ -6,10 +6,13 @@
 //      without the time the worker spends copying the rows' caches into the step graph's inputs);
 //   D. --compute int8-dynamic against f32 for the same compute runs.
 // `npx tsx bench/gpu-tier.ts` or `npm run bench -- gpu-tier`; JSON goes to bench/results/gpu-tier.json.
+// On a GPU machine: `npx tsx bench/gpu-tier.ts --provider webgpu` (or cuda), JSON to gpu-tier-webgpu.json;
+// every run, the MatMul ceiling included, then goes through that provider.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import {
@@ -43,7 +46,13 @@ export interface BenchOptions {
   /** Also run 64 sessions at the section A prompt length (slow: 256 prefills per server). Default false. */
   longPromptLoad?: boolean;
   seed?: number;
+  /** The execution provider of every run (default cpu). */
+  provider?: BenchProvider;
+  /** Side of the square MatMul ceiling (default 1024 on CPU, 4096 on a GPU provider). */
+  matmulN?: number;
 }
+
+export type BenchProvider = 'cpu' | 'webgpu' | 'cuda';
 
 interface Server {
   url: string;
@@ -273,8 +282,9 @@ export interface Timing {
 
 export interface EngineResult {
   threads: number;
-  /** One 1024³ float32 MatMul session in onnxruntime-node: the runtime's ceiling. */
+  /** One n³ float32 MatMul session in onnxruntime-node on the same provider: the runtime's ceiling. */
   matmul: Timing;
+  matmulN: number;
   /** One batched step of 64 rows at the throughput prompt length, in the server's worker code. */
   step64: Timing & { rows: number; promptLength: number; packMedianMs: number };
   /** One step of one row at the section A prompt length, from the prompt cache. */
@@ -292,7 +302,7 @@ export interface EngineResult {
   int8Dynamic: { step64: Timing; step1: Timing; prefill: Timing; cacheSpeedup: number };
 }
 
-function matMulSession(n: number, threads: number) {
+function matMulSession(n: number, threads: number, provider: BenchProvider) {
   const g = new GraphBuilder();
   const a = g.input('a', 'float32', [n, n]);
   const rng = new Rng(3);
@@ -303,6 +313,7 @@ function matMulSession(n: number, threads: number) {
   );
   g.output(g.op('MatMul', [a, b]), 'c', 'float32', [n, n]);
   return ort.InferenceSession.create(g.build({ graphName: 'matmul', doc: 'bench' }), {
+    executionProviders: [provider],
     graphOptimizationLevel: 'all',
     intraOpNumThreads: threads,
     extra: { session: { intra_op: { allow_spinning: '0' } } },
@@ -327,17 +338,18 @@ async function engine(
   threads: number,
   Lt: number,
   Lc: number,
+  provider: BenchProvider,
+  n: number,
 ): Promise<EngineResult> {
-  const n = 1024;
   const rows = 64;
   const bytes = readFileSync(model);
   const weights = new Uint8Array(new SharedArrayBuffer(bytes.length));
   weights.set(bytes);
   const start = (compute: 'f32' | 'int8-dynamic') =>
-    WorkerPool.start({ size: 1, weights, experts: [0], provider: 'cpu', threads, compute });
+    WorkerPool.start({ size: 1, weights, experts: [0], provider, threads, compute });
   const pool = await start('f32');
   const pool8 = await start('int8-dynamic');
-  const session = await matMulSession(n, threads);
+  const session = await matMulSession(n, threads, provider);
   try {
     const prefill = async (tokens: number[]) =>
       (await pool.run({ kind: 'prefill', expert: 0, tokens: Int32Array.from(tokens) })) as {
@@ -415,6 +427,7 @@ async function engine(
     return {
       threads,
       matmul,
+      matmulN: n,
       step64,
       step1,
       prefill: pre,
@@ -439,7 +452,7 @@ async function engine(
 // -------------------------------------------------------------------------------------------
 
 export interface GpuTierBenchResult {
-  model: { preset: string; experts: number[]; threads: number; cores: number };
+  model: { preset: string; experts: number[]; provider: BenchProvider; threads: number; cores: number };
   cache: CacheResult;
   loads: LoadResult[];
   engine: EngineResult;
@@ -461,10 +474,12 @@ export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
   const loads = o.loads ?? [1, 16, 64];
   const seconds = o.seconds ?? 4;
   const threads = availableParallelism();
+  const provider = o.provider ?? 'cpu';
+  const matmulN = o.matmulN ?? (provider === 'cpu' ? 1024 : 4096);
   const loadBefore = loadavg();
   const config = preset('r1-seed');
   console.log(
-    `gpu-tier: r1-seed experts ${EXPERTS.join(',')}, ${threads} intra-op threads, building the model...`,
+    `gpu-tier: r1-seed experts ${EXPERTS.join(',')}, provider ${provider}, ${threads} intra-op threads, building the model...`,
   );
   const params = initRandom(
     config,
@@ -477,7 +492,7 @@ export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
   params.clear();
   const common = [
     '--provider',
-    'cpu',
+    provider,
     '--threads',
     String(threads),
     '--cache-bytes',
@@ -509,7 +524,7 @@ export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
       await Promise.all([unbatched.stop(), batched.stop()]);
     }
     console.log('gpu-tier: engine without HTTP: MatMul ceiling, batch-64 step, cached step, prefill...');
-    const eng = await engine(model, config, threads, Lt, Lc);
+    const eng = await engine(model, config, threads, Lt, Lc, provider, matmulN);
 
     const at = (mode: LoadResult['mode'], n: number, L = Lt) =>
       results.find((r) => r.mode === mode && r.sessions === n && r.promptLength === L)!;
@@ -520,7 +535,7 @@ export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
       endToEndGflops: (b64.expertStepsPerS * stepFlops(config, Lt)) / 1e9,
     };
     const result: GpuTierBenchResult = {
-      model: { preset: 'r1-seed', experts: EXPERTS, threads, cores: availableParallelism() },
+      model: { preset: 'r1-seed', experts: EXPERTS, provider, threads, cores: availableParallelism() },
       cache,
       loads: results,
       engine: eng,
@@ -534,7 +549,7 @@ export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
       },
     };
     report(result, at);
-    const path = writeResult('gpu-tier', result);
+    const path = writeResult(provider === 'cpu' ? 'gpu-tier' : `gpu-tier-${provider}`, result);
     console.log(`\nwrote ${path}`);
     return result;
   } finally {
@@ -604,10 +619,10 @@ function report(
     ],
   );
   printTable(
-    `C. GFLOP/s of one batch of ${e.step64.rows} expert steps (prompt ${e.step64.promptLength}) vs one float32 MatMul, onnxruntime-node, ${e.threads} threads`,
+    `C. GFLOP/s of one batch of ${e.step64.rows} expert steps (prompt ${e.step64.promptLength}) vs one float32 MatMul, onnxruntime-node ${r.model.provider}, ${e.threads} threads`,
     ['measure', 'best GFLOP/s', 'median GFLOP/s', 'median share'],
     [
-      ['MatMul 1024³', e.matmul.bestGflops, e.matmul.medianGflops, '100%'],
+      [`MatMul ${e.matmulN}³`, e.matmul.bestGflops, e.matmul.medianGflops, '100%'],
       [
         `batched step, ${e.step64.rows} rows (server worker code)`,
         e.step64.bestGflops,
@@ -659,5 +674,19 @@ function report(
   );
 }
 
-if (import.meta.url === `file://${process.argv[1]}`)
-  await run({ longPromptLoad: process.argv.includes('--long') });
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({
+    options: { long: { type: 'boolean' }, provider: { type: 'string' }, seconds: { type: 'string' } },
+  });
+  const providers: BenchProvider[] = ['cpu', 'webgpu', 'cuda'];
+  const provider = (values.provider ?? 'cpu') as BenchProvider;
+  if (!providers.includes(provider)) {
+    console.error(`gpu-tier: --provider: expected one of ${providers.join(', ')}, found "${provider}"`);
+    process.exit(2);
+  }
+  await run({
+    longPromptLoad: values.long,
+    provider,
+    seconds: values.seconds === undefined ? undefined : Number(values.seconds),
+  });
+}

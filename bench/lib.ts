@@ -1,5 +1,6 @@
 // What every benchmark shares: a readable table on stdout, JSON under bench/results/, and robust statistics.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 
 export const RESULTS_DIR = new URL('./results/', import.meta.url).pathname;
@@ -29,7 +30,16 @@ export function writeResult(name: string, result: unknown): string {
 }
 
 function machine() {
-  return { node: process.version, platform: process.platform, arch: process.arch };
+  const cpus = os.cpus();
+  return {
+    node: process.version,
+    platform: process.platform,
+    arch: process.arch,
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    // Where a run was made on a borrowed machine (a GPU box, say), the caller names it.
+    ...(process.env.SWITCHYARD_BENCH_MACHINE ? { label: process.env.SWITCHYARD_BENCH_MACHINE } : {}),
+  };
 }
 
 export function quantile(xs: number[], q: number): number {

@@ -1,9 +1,39 @@
 // `switchyard-gpu`: parse the settings, start the server, print the ready line, drain on SIGTERM/SIGINT.
+import { availableParallelism } from 'node:os';
+import { checkUsage, formatCheck, parseCheckArgs, runCheck } from './check.ts';
 import { ConfigError, parseOptions, usage } from './config.ts';
 import { startServer } from './server.ts';
 
+/** `switchyard-gpu check …`: 0 when every output is within tolerance, 1 when not or on failure, 2 bad call. */
+async function check(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseCheckArgs(argv, availableParallelism());
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`switchyard-gpu check: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+  if (parsed.help) {
+    console.log(checkUsage());
+    return 0;
+  }
+  try {
+    const report = await runCheck(parsed.options, console.error);
+    console.log(parsed.json ? JSON.stringify(report, null, 2) : formatCheck(report));
+    return report.ok ? 0 : 1;
+  } catch (e) {
+    const err = e as Error;
+    console.error(`switchyard-gpu check: ${err.name && err.name !== 'Error' ? `${err.name}: ` : ''}${err.message}`);
+    return e instanceof ConfigError ? 2 : 1;
+  }
+}
+
 /** Runs the server until a signal; resolves to the process exit code (0 clean, 1 failed, 2 bad call). */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  if (argv[0] === 'check') return check(argv.slice(1));
   let parsed;
   try {
     parsed = parseOptions(argv, env);

@@ -88,6 +88,14 @@ export class Histogram implements Metric {
     s.count++;
   }
 
+  /** Observations and their sum over every series. */
+  totals(): { count: number; sum: number } {
+    let count = 0;
+    let sum = 0;
+    for (const s of this.series.values()) [count, sum] = [count + s.count, sum + s.sum];
+    return { count, sum };
+  }
+
   render(): string[] {
     const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
     for (const s of this.series.values()) {

@@ -90,6 +90,20 @@ const PROVIDER_LISTS: Record<ResolvedProvider, string[]> = {
   cpu: ['cpu'],
 };
 
+/** What each provider needs from the machine, for the message when it cannot start. */
+const PROVIDER_NEEDS: Record<ResolvedProvider, string> = {
+  cuda:
+    'expected libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so beside onnxruntime_binding.node, ' +
+    'and CUDA 12 with cuDNN 9 on the library path (gpu-backend/README.md, "CUDA")',
+  webgpu:
+    'expected a GPU with a Vulkan driver: libvulkan.so.1 and the vendor ICD (VK_DRIVER_FILES) (gpu-backend/README.md, "WebGPU")',
+  cpu: 'the CPU provider is built into onnxruntime-node; this is a bug or a damaged install',
+};
+
+class ProviderError extends Error {
+  override name = 'ProviderError';
+}
+
 function firstLine(e: unknown): string {
   return String((e as Error)?.message ?? e)
     .split('\n')[0]
@@ -110,11 +124,15 @@ class SessionFactory {
   }
 
   async open(model: Uint8Array): Promise<ort.InferenceSession> {
-    if (this.provider)
+    if (this.provider) {
+      const provider = this.provider;
       return ort.InferenceSession.create(
         model,
-        sessionOptions(this.threads, this.spin, PROVIDER_LISTS[this.provider]),
-      );
+        sessionOptions(this.threads, this.spin, PROVIDER_LISTS[provider]),
+      ).catch((e: unknown) => {
+        throw new ProviderError(`provider ${provider}: ${firstLine(e)}; ${PROVIDER_NEEDS[provider]}`);
+      });
+    }
     try {
       const s = await ort.InferenceSession.create(
         model,

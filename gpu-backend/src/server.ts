@@ -20,6 +20,8 @@ export interface RunningServer {
   readonly port: number;
   readonly experts: readonly number[];
   readonly provider: ResolvedProvider;
+  /** Why `--provider auto` fell back to CPU, when it did. */
+  readonly fallback?: string;
   readonly config: ModelConfig;
   readonly metrics: ServerMetrics;
   /** One line that says the server is up, and how it is set up. */
@@ -217,5 +219,5 @@ export async function startServer(
       server.closeAllConnections();
     })());
 
-  return { url, port, experts, provider: pool.provider, config, metrics, readyLine, close };
+  return { url, port, experts, provider: pool.provider, fallback: pool.fallback, config, metrics, readyLine, close };
 }
