@@ -25,7 +25,10 @@ export function fmt(n: number): string {
 export function writeResult(name: string, result: unknown): string {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const path = join(RESULTS_DIR, `${name}.json`);
-  writeFileSync(path, JSON.stringify({ name, date: new Date().toISOString(), machine: machine(), result }, null, 2) + '\n');
+  writeFileSync(
+    path,
+    JSON.stringify({ name, date: new Date().toISOString(), machine: machine(), result }, null, 2) + '\n',
+  );
   return path;
 }
 

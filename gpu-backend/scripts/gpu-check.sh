@@ -6,8 +6,10 @@
 #   gpu-backend/scripts/gpu-check.sh [BUNDLE_DIR]     (from anywhere; results under $OUT, default ./gpu-check)
 #
 # On an offline machine, BUNDLE_DIR (default .offline) holds bundle.tar.xz from offline-bundle.mjs (Node and
-# the node_modules this needs) and optionally a libvulkan1 .deb; with node_modules present neither is used.
-# GPU_CHECK_BENCH=0 skips the benchmarks; GPU_CHECK_PROVIDER picks the GPU provider (default webgpu).
+# the node_modules this needs) and optionally .debs of libvulkan1 and libglvnd (libglvnd0 libgl1 libglx0
+# libegl1 libgles2 libopengl0), unpacked when the machine lacks them; with node_modules present the
+# bundle is not used. GPU_CHECK_BENCH=0 skips the benchmarks, GPU_CHECK_CPU_BENCH=0 the CPU one;
+# GPU_CHECK_PROVIDER picks the GPU provider (default webgpu).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -28,12 +30,17 @@ run() {
   return "$rc"
 }
 
-if [ ! -d node_modules/onnxruntime-node ] && [ -f "$BUNDLE/bundle.tar.xz" ]; then
+if [ -x "$ROOT/node/bin/node" ]; then export PATH="$ROOT/node/bin:$PATH"; fi
+if { [ ! -d node_modules/onnxruntime-node ] || ! command -v node >/dev/null; } && [ -f "$BUNDLE/bundle.tar.xz" ]; then
   say "unpacking $BUNDLE/bundle.tar.xz"
-  tar -C "$ROOT" -xJf "$BUNDLE/bundle.tar.xz" && export PATH="$ROOT/node/bin:$PATH"
+  tar -C "$ROOT" -xJf "$BUNDLE/bundle.tar.xz"
 fi
-if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
-  for d in "$BUNDLE"/libvulkan1_*.deb; do [ -f "$d" ] && dpkg -x "$d" / && ldconfig && say "installed $(basename "$d")"; done
+if [ -x "$ROOT/node/bin/node" ]; then export PATH="$ROOT/node/bin:$PATH"; fi
+# The Vulkan loader, and the GL dispatch libraries NVIDIA's Vulkan driver (libGLX_nvidia.so.0) needs to load:
+# without libGLdispatch the loader says "Could not get 'vkCreateInstance' via 'vk_icdGetInstanceProcAddr'".
+if ! ldconfig -p | grep -q 'libvulkan.so.1' || ! ldconfig -p | grep -q 'libGLdispatch.so.0'; then
+  for d in "$BUNDLE"/*.deb; do [ -f "$d" ] && dpkg -x "$d" / && say "installed $(basename "$d")"; done
+  ldconfig
 fi
 # Container images mount the NVIDIA driver outside the loader's search path.
 for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
@@ -50,7 +57,7 @@ check() {
   local name=$1
   shift
   say "check $name: $*"
-  timeout 150 $GPUBIN check --json "$@" >"$OUT/check.tmp" 2>"$OUT/check.err"
+  timeout 90 $GPUBIN check --json "$@" >"$OUT/check.tmp" 2>"$OUT/check.err"
   local rc=$?
   grep -v -e '^Warning: ' -e '^ - While' -e '^    at ' "$OUT/check.err" >>"$LOG"
   say "exit $rc"
@@ -64,7 +71,7 @@ check() {
 check cuda --model $TINY --provider cuda
 check auto --model $TINY --provider auto
 for c in f32 int8 int8-dynamic; do check "$GPU-$c" --model $TINY --provider "$GPU" --compute $c; done
-R1=$OUT/r1-seed.safetensors
+R1=$(mktemp -d)/r1-seed.safetensors
 run 120 node node_modules/tsx/dist/cli.mjs shared/cli/main.ts init --preset r1-seed --seed 1 -o "$R1"
 check "$GPU-r1-seed" --model "$R1" --experts 0-3 --provider "$GPU"
 check cpu-r1-seed --model "$R1" --experts 0-3 --provider cpu
@@ -76,9 +83,10 @@ node -e 'for (const l of require("fs").readFileSync(process.argv[1],"utf8").trim
 
 if [ "${GPU_CHECK_BENCH:-1}" != 0 ]; then
   export SWITCHYARD_BENCH_MACHINE="${SWITCHYARD_BENCH_MACHINE:-$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)}"
-  run 240 node node_modules/tsx/dist/cli.mjs bench/gpu-tier.ts --provider "$GPU" --seconds "${GPU_CHECK_SECONDS:-3}" &&
+  run 200 node node_modules/tsx/dist/cli.mjs bench/gpu-tier.ts --provider "$GPU" --seconds "${GPU_CHECK_SECONDS:-3}" &&
     cp "bench/results/gpu-tier-$GPU.json" "$OUT/"
-  run 240 node node_modules/tsx/dist/cli.mjs bench/gpu-tier.ts --provider cpu --seconds "${GPU_CHECK_SECONDS:-3}" &&
+  [ "${GPU_CHECK_CPU_BENCH:-1}" != 0 ] &&
+    run 150 node node_modules/tsx/dist/cli.mjs bench/gpu-tier.ts --provider cpu --seconds "${GPU_CHECK_SECONDS:-3}" &&
     cp bench/results/gpu-tier.json "$OUT/gpu-tier-cpu.json"
 fi
 say "done"

@@ -5,7 +5,16 @@
 //   node gpu-backend/scripts/offline-bundle.mjs DIR      → DIR/bundle.tar.xz
 // and on the other machine, in a checkout of the same commit: gpu-backend/scripts/gpu-check.sh DIR
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 const out = resolve(process.argv[2] ?? '.offline');

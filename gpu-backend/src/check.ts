@@ -167,7 +167,10 @@ function defaultGolden(model: string): string | undefined {
   return g !== model && existsSync(g) ? g : undefined;
 }
 
-export async function runCheck(o: CheckOptions, log: (line: string) => void = () => {}): Promise<CheckReport> {
+export async function runCheck(
+  o: CheckOptions,
+  log: (line: string) => void = () => {},
+): Promise<CheckReport> {
   const file = readWeights(new Uint8Array(readFileSync(o.model)));
   const config = file.config;
   const held = file.experts();
@@ -284,7 +287,9 @@ export function formatCheck(r: CheckReport): string {
   const lines = [
     `provider ${r.provider}${r.fallback ? ` (auto fell back: ${r.fallback})` : ''}, compute ${r.compute}, started in ${r.startMs.toFixed(0)} ms`,
     `experts (max |Δy| / max |y|, tolerance ${r.tolerance}):`,
-    ...r.experts.map((x) => `  expert ${x.expert}: ${x.maxError.toExponential(2)} ${x.ok ? 'ok' : 'OVER TOLERANCE'}`),
+    ...r.experts.map(
+      (x) => `  expert ${x.expert}: ${x.maxError.toExponential(2)} ${x.ok ? 'ok' : 'OVER TOLERANCE'}`,
+    ),
     `batched runs ${r.batches.runs} for ${r.batches.rows} rows`,
   ];
   if (r.golden) {

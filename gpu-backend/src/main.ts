@@ -26,7 +26,9 @@ async function check(argv: string[]): Promise<number> {
     return report.ok ? 0 : 1;
   } catch (e) {
     const err = e as Error;
-    console.error(`switchyard-gpu check: ${err.name && err.name !== 'Error' ? `${err.name}: ` : ''}${err.message}`);
+    console.error(
+      `switchyard-gpu check: ${err.name && err.name !== 'Error' ? `${err.name}: ` : ''}${err.message}`,
+    );
     return e instanceof ConfigError ? 2 : 1;
   }
 }

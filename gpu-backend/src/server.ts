@@ -219,5 +219,15 @@ export async function startServer(
       server.closeAllConnections();
     })());
 
-  return { url, port, experts, provider: pool.provider, fallback: pool.fallback, config, metrics, readyLine, close };
+  return {
+    url,
+    port,
+    experts,
+    provider: pool.provider,
+    fallback: pool.fallback,
+    config,
+    metrics,
+    readyLine,
+    close,
+  };
 }

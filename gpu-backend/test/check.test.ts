@@ -13,7 +13,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function check(args: string[]) {
   const r = await runBin(['check', '--model', GOLDEN_MODEL, '--threads', '1', ...args]);
-  return { ...r, report: args.includes('--json') && r.stdout ? (JSON.parse(r.stdout) as CheckReport) : undefined };
+  return {
+    ...r,
+    report: args.includes('--json') && r.stdout ? (JSON.parse(r.stdout) as CheckReport) : undefined,
+  };
 }
 
 describe('switchyard-gpu check', () => {
@@ -60,7 +63,9 @@ describe('switchyard-gpu check', () => {
     expect(some.report!.golden).toBeUndefined();
     const refused = await check(['--experts', '1', '--golden', GOLDEN_JSON]);
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain('golden sessions need a full model with all 4 experts served; found --experts 1');
+    expect(refused.stderr).toContain(
+      'golden sessions need a full model with all 4 experts served; found --experts 1',
+    );
   });
 
   it('rejects bad arguments with the valid values', async () => {
