@@ -3,7 +3,8 @@ import { ConfigError, parseConfig, preset, PRESETS } from './config.ts';
 
 describe('model config', () => {
   it('accepts both presets as they are', () => {
-    for (const name of Object.keys(PRESETS)) expect(parseConfig(preset(name))).toEqual(PRESETS[name as keyof typeof PRESETS]);
+    for (const name of Object.keys(PRESETS))
+      expect(parseConfig(preset(name))).toEqual(PRESETS[name as keyof typeof PRESETS]);
   });
 
   it('names the field, what was found and what is allowed', () => {

@@ -131,8 +131,12 @@ describe('generation loop', () => {
 
   it('the same seed samples the same tokens; another seed does not', async () => {
     const run = async (seed: number) =>
-      (await generate(await ctxFor(new ReferenceEdge(model), { temperature: 1, seed, maxTokens: 16 }), model.initialState()))
-        .steps.map((s) => s.token);
+      (
+        await generate(
+          await ctxFor(new ReferenceEdge(model), { temperature: 1, seed, maxTokens: 16 }),
+          model.initialState(),
+        )
+      ).steps.map((s) => s.token);
     expect(await run(3)).toEqual(await run(3));
     expect(await run(3)).not.toEqual(await run(4));
   });
@@ -166,7 +170,10 @@ describe('generation loop', () => {
 
   it('runs the reference end to end with prompt caching: one prefill per routed expert', async () => {
     const experts = new ReferenceExperts(model);
-    const r = await generate(await ctxFor(new ReferenceEdge(model), { maxTokens: 20 }, { experts }), model.initialState());
+    const r = await generate(
+      await ctxFor(new ReferenceEdge(model), { maxTokens: 20 }, { experts }),
+      model.initialState(),
+    );
     const used = new Set(r.steps.flatMap((s) => s.experts));
     expect(experts.prefills).toBe(used.size);
     for (const s of r.steps) {

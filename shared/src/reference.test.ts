@@ -112,8 +112,16 @@ describe('short-term memory', () => {
       for (let k = 0; k < model.H; k++) a += wrq[s * model.H + k] * h[k];
       return a;
     });
-    ReferenceModel.stmWrite(st.stm, q.map((x) => x * 20), new Float32Array(model.S).fill(1));
-    ReferenceModel.stmWrite(st.stm, q.map((x) => -x * 20), new Float32Array(model.S).fill(-1));
+    ReferenceModel.stmWrite(
+      st.stm,
+      q.map((x) => x * 20),
+      new Float32Array(model.S).fill(1),
+    );
+    ReferenceModel.stmWrite(
+      st.stm,
+      q.map((x) => -x * 20),
+      new Float32Array(model.S).fill(-1),
+    );
     expect(model.stmRead(st.stm, h)[0]).toBeGreaterThan(0.99);
   });
 });
@@ -128,7 +136,9 @@ describe('controller, gate and memory code', () => {
   });
 
   it('rejects a token outside the vocabulary', () => {
-    expect(() => model.controller(model.initialState(), 260)).toThrow(/token: expected an integer in \[0, 260\), found 260/);
+    expect(() => model.controller(model.initialState(), 260)).toThrow(
+      /token: expected an integer in \[0, 260\), found 260/,
+    );
   });
 
   it('the sparse code keeps at most ltm_active positive atoms, largest first', () => {
@@ -136,7 +146,8 @@ describe('controller, gate and memory code', () => {
     const code = model.ltmCode(h);
     expect(code.atoms.length).toBeLessThanOrEqual(tiny.memory.ltm_active);
     expect(code.atoms.length).toBeGreaterThan(0);
-    for (let i = 1; i < code.weights.length; i++) expect(code.weights[i]).toBeLessThanOrEqual(code.weights[i - 1]);
+    for (let i = 1; i < code.weights.length; i++)
+      expect(code.weights[i]).toBeLessThanOrEqual(code.weights[i - 1]);
     for (const w of code.weights) expect(w).toBeGreaterThan(0);
   });
 });
@@ -159,27 +170,38 @@ describe('experts', () => {
     expect(long.k[1].subarray(0, 5 * model.D)).not.toEqual(short.k[1]);
     // ... but the step never feeds back into the cache, so stepping twice gives the same answer.
     const y1 = model.expertStep(0, h, long);
-    const y2 = model.expertStep(0, h.map((x) => -x), long);
+    const y2 = model.expertStep(
+      0,
+      h.map((x) => -x),
+      long,
+    );
     expect(model.expertStep(0, h, long)).toEqual(y1);
     expect(y2).not.toEqual(y1);
   });
 
   it('the step output depends on the prompt', () => {
-    const other = model.expertPrefill(0, renderChat([{ role: 'user', content: 'What is 12+8?' }], 128).tokens);
+    const other = model.expertPrefill(
+      0,
+      renderChat([{ role: 'user', content: 'What is 12+8?' }], 128).tokens,
+    );
     expect(model.expertStep(0, h, other)).not.toEqual(model.expertStep(0, h, model.expertPrefill(0, prompt)));
   });
 
   it('rejects prompts that are empty, too long or hold bad ids', () => {
     expect(() => model.expertPrefill(0, [])).toThrow(/prompt length: expected 1\.\.128, found 0/);
     expect(() => model.expertPrefill(0, new Array(129).fill(1))).toThrow(/found 129/);
-    expect(() => model.expertPrefill(0, [BOS, 999])).toThrow(/prompt\[1\]: expected a token id in \[0, 260\), found 999/);
+    expect(() => model.expertPrefill(0, [BOS, 999])).toThrow(
+      /prompt\[1\]: expected a token id in \[0, 260\), found 999/,
+    );
   });
 
   it('a model holding only some experts says which it has', () => {
     const p = initRandom(tiny, 11, (s) => s.tier !== 'edge' && (s.expert === undefined || s.expert === 2));
     const shard = new ReferenceModel(tiny, p, 'experts');
     expect(shard.hasExpert(2)).toBe(true);
-    expect(() => shard.expertPrefill(1, prompt)).toThrow(/expert 1: not loaded; this model holds experts \[2\]/);
+    expect(() => shard.expertPrefill(1, prompt)).toThrow(
+      /expert 1: not loaded; this model holds experts \[2\]/,
+    );
   });
 });
 
@@ -200,7 +222,11 @@ describe('activation scale at r1-seed size', () => {
       const r = m.route(h);
       const mix = new Float32Array(m.H);
       r.experts.forEach((e, i) => {
-        if (!caches.has(e)) caches.set(e, m.expertPrefill(e, prompt, (_, x) => layerRms.push(rms(x))));
+        if (!caches.has(e))
+          caches.set(
+            e,
+            m.expertPrefill(e, prompt, (_, x) => layerRms.push(rms(x))),
+          );
         const out = m.expertStep(e, h, caches.get(e)!, (_, z) => layerRms.push(rms(z)));
         for (let j = 0; j < m.H; j++) mix[j] += r.gates[i] * out[j];
       });

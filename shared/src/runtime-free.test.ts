@@ -27,6 +27,7 @@ describe('shared/src is runtime-free', () => {
   for (const f of files)
     it(relative(root, f), () => {
       const text = readFileSync(f, 'utf8');
-      for (const [re, what] of FORBIDDEN) expect(re.test(text), `${relative(root, f)} uses ${what}`).toBe(false);
+      for (const [re, what] of FORBIDDEN)
+        expect(re.test(text), `${relative(root, f)} uses ${what}`).toBe(false);
     });
 });
