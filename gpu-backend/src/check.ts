@@ -30,7 +30,7 @@ import {
   type Provider,
 } from './config.ts';
 import type { ResolvedProvider } from './jobs.ts';
-import { startServer } from './server.ts';
+import { loadWeights, startServer } from './server.ts';
 
 /**
  * |Δy| allowed per expert output, as a share of max |y|. float32 graphs sum in another order than
@@ -171,7 +171,7 @@ export async function runCheck(
   o: CheckOptions,
   log: (line: string) => void = () => {},
 ): Promise<CheckReport> {
-  const file = readWeights(new Uint8Array(readFileSync(o.model)));
+  const file = readWeights(await loadWeights(o.model));
   const config = file.config;
   const held = file.experts();
   const full = file.shard.kind === 'full';

@@ -53,7 +53,7 @@ function formatBytes(n: number): string {
   return `${u ? x.toFixed(1) : x} ${units[u]}`;
 }
 
-async function loadWeights(path: string): Promise<Uint8Array> {
+export async function loadWeights(path: string): Promise<Uint8Array> {
   let bytes: Buffer;
   try {
     bytes = await readFile(path);

@@ -75,6 +75,9 @@ describe('switchyard-gpu check', () => {
     const none = await runBin(['check']);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('--model: a weights file is required');
+    const missing = await runBin(['check', '--model', join(dir, 'no-such.safetensors')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--model: cannot read ".*no-such\.safetensors": ENOENT/);
   });
 
   // These two run where the machine decides: a GPU box passes them the first way, CI (no GPU, no CUDA
