@@ -188,6 +188,8 @@ export interface EdgeOptions {
   persistTo: string;
   /** The wrangler config (default: the repository's wrangler.toml). */
   config?: string;
+  /** Rebuild the Worker on source changes (npm run dev). */
+  watch?: boolean;
   echo?: boolean;
 }
 
@@ -216,9 +218,9 @@ export async function startEdge(o: EdgeOptions): Promise<Proc> {
   const secretDir = tempDir('switchyard-secrets-');
   const envFile = join(secretDir, 'edge.env');
   writeFileSync(envFile, envFileText(secrets), { mode: 0o600 });
+  // wrangler's dev server without its inspector proxy (scripts/edge-dev.mjs says why).
   const args = [
-    join(ROOT, 'node_modules/wrangler/bin/wrangler.js'),
-    'dev',
+    join(ROOT, 'scripts/edge-dev.mjs'),
     '--config',
     o.config ?? join(ROOT, 'wrangler.toml'),
     '--ip',
@@ -229,7 +231,7 @@ export async function startEdge(o: EdgeOptions): Promise<Proc> {
     o.persistTo,
     '--env-file',
     envFile,
-    '--show-interactive-dev-session=false',
+    ...(o.watch ? ['--watch'] : []),
     ...plain.flatMap(([k, v]) => ['--var', `${k}:${v}`]),
   ];
   // No fetch of Request.cf from workers.cloudflare.com: it fails offline, prints a stack trace, and wrangler
@@ -405,7 +407,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   };
   let edge: Proc;
   try {
-    edge = await startEdge({ port: o.edgePort, vars, persistTo, config, echo: o.echo });
+    edge = await startEdge({ port: o.edgePort, vars, persistTo, config, watch: o.watch, echo: o.echo });
   } catch (e) {
     await gpu.stop();
     cleanup();
@@ -424,7 +426,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     async restartEdge() {
       const port = Number(new URL(stack.edge.url).port);
       await stack.edge.stop();
-      stack.edge = await startEdge({ port, vars, persistTo, config, echo: o.echo });
+      stack.edge = await startEdge({ port, vars, persistTo, config, watch: o.watch, echo: o.echo });
       return stack.edge;
     },
     async stop() {
