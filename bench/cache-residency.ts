@@ -11,16 +11,14 @@ import * as ort from 'onnxruntime-node';
 import {
   buildExpertPrefill,
   buildExpertStep,
-  dequantize,
   GraphBuilder,
   initRandom,
   preset,
   readWeights,
   Rng,
   stepCacheInputs,
+  weightSourceFromFile,
   writeWeights,
-  type StoredTensor,
-  type WeightSource,
 } from '@switchyard/shared';
 import { printTable, quantile, writeResult } from './lib.ts';
 
@@ -56,13 +54,7 @@ export async function run(
   const file = readWeights(writeWeights(config, params, { shard: { kind: 'experts', experts: [0] } }));
   params.clear();
   // float32 weights, as the tier's default --compute f32 builds them
-  const src: WeightSource = {
-    config,
-    get(n: string): StoredTensor {
-      const t = file.stored(n);
-      return t.scheme === 'f32' ? t : { scheme: 'f32', ...dequantize(t) };
-    },
-  };
+  const src = weightSourceFromFile(file, 'f32');
   const { layers, heads, width: D } = config.experts;
   const dh = D / heads;
   const H = config.controller.hidden;

@@ -7,11 +7,10 @@ import {
   buildExpertPrefill,
   buildExpertStateless,
   buildExpertStep,
-  dequantize,
   readWeights,
   stepCacheInputs,
+  weightSourceFromFile,
   type ExpertGraphOptions,
-  type StoredTensor,
   type WeightSource,
 } from '@switchyard/shared';
 import type {
@@ -49,15 +48,10 @@ interface ExpertSessions {
  * 'int8-dynamic' keep the stored int8 tensors.
  */
 function weightSource(init: WorkerInit): WeightSource {
-  const file = readWeights(init.weights, { verify: false });
-  if (init.compute !== 'f32') return { config: file.config, get: (n) => file.stored(n) };
-  return {
-    config: file.config,
-    get(name: string): StoredTensor {
-      const t = file.stored(name);
-      return t.scheme === 'f32' ? t : { scheme: 'f32', ...dequantize(t) };
-    },
-  };
+  return weightSourceFromFile(
+    readWeights(init.weights, { verify: false }),
+    init.compute === 'f32' ? 'f32' : 'stored',
+  );
 }
 
 function sessionOptions(

@@ -4,7 +4,8 @@
 import type { ModelConfig } from '../config.ts';
 import { LN_EPS } from '../math.ts';
 import { numel, paramSpecs, type ParamMap, type ParamSpec } from '../params.ts';
-import { densify24, quantizeInt8, type StoredTensor } from '../quant.ts';
+import { densify24, dequantize, quantizeInt8, type StoredTensor } from '../quant.ts';
+import type { WeightsFile } from '../weights/read.ts';
 import { GraphBuilder, OnnxBuildError } from './graph.ts';
 
 /** Model tensors by their paramSpecs name, as stored: float32, int8 or int8 2:4. */
@@ -59,6 +60,22 @@ export function weightSourceFromParams(
 }
 
 /** A stored tensor with 2:4 expanded: what the CPU graphs can compute with. */
+/**
+ * A weights file as a weight source. 'stored' hands each tensor over as the file stores it (int8 stays int8,
+ * dequantized inside the graph); 'f32' dequantizes every int8 tensor on each get, so a graph built from it
+ * computes with exactly the reference's dequantized weights (each graph is built once, so nothing is cached).
+ */
+export function weightSourceFromFile(file: WeightsFile, as: 'stored' | 'f32'): WeightSource {
+  if (as === 'stored') return { config: file.config, get: (n) => file.stored(n) };
+  return {
+    config: file.config,
+    get(name: string): StoredTensor {
+      const t = file.stored(name);
+      return t.scheme === 'f32' ? t : { scheme: 'f32', ...dequantize(t) };
+    },
+  };
+}
+
 export type DenseTensor = Extract<StoredTensor, { scheme: 'f32' | 'int8' }>;
 
 /** Rows reordered: row i of the result is row perm[i] of `t` (scales move with their rows). */
