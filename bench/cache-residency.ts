@@ -12,15 +12,20 @@ import {
   buildExpertPrefill,
   buildExpertStep,
   GraphBuilder,
-  initRandom,
   preset,
   readWeights,
-  Rng,
   stepCacheInputs,
   weightSourceFromFile,
-  writeWeights,
 } from '@switchyard/shared';
-import { printTable, quantile, writeResult } from './lib.ts';
+import { sampleH, samplePrompt } from '../gpu-backend/src/samples.ts';
+import {
+  benchProvider,
+  printTable,
+  quantile,
+  seededExpertShard,
+  writeResult,
+  type BenchProvider,
+} from './lib.ts';
 
 export interface CacheResidencyResult {
   provider: string;
@@ -40,19 +45,13 @@ export interface CacheResidencyResult {
 }
 
 export async function run(
-  o: { provider?: string; promptLength?: number; runs?: number } = {},
+  o: { provider?: BenchProvider; promptLength?: number; runs?: number } = {},
 ): Promise<CacheResidencyResult> {
   const provider = o.provider ?? 'cpu';
   const L = o.promptLength ?? 256;
   const runs = o.runs ?? 12;
   const config = preset('r1-seed');
-  const params = initRandom(
-    config,
-    1,
-    (s) => s.tier === 'expert-shared' || (s.tier === 'expert' && s.expert === 0),
-  );
-  const file = readWeights(writeWeights(config, params, { shard: { kind: 'experts', experts: [0] } }));
-  params.clear();
+  const file = readWeights(seededExpertShard(config, 1, [0]));
   // float32 weights, as the tier's default --compute f32 builds them
   const src = weightSourceFromFile(file, 'f32');
   const { layers, heads, width: D } = config.experts;
@@ -88,14 +87,8 @@ export async function run(
   );
   const step = await ort.InferenceSession.create(buildExpertStep(src, 0), options());
   try {
-    const rng = new Rng(5);
-    const ids = Array.from({ length: L }, (_, i) => (i === 0 ? 256 : Math.floor(rng.next() * 256)));
-    const tokens = new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [L]);
-    const h = new ort.Tensor(
-      'float32',
-      Float32Array.from({ length: H }, () => Math.tanh(rng.normal())),
-      [1, H],
-    );
+    const tokens = new ort.Tensor('int64', BigInt64Array.from(samplePrompt(5, L), BigInt), [L]);
+    const h = new ort.Tensor('float32', sampleH(5, H), [1, H]);
     const common = { h, prompt_len: new ort.Tensor('int64', BigInt64Array.from([BigInt(L)]), [1]) };
     const kept = await resident.run({ tokens });
     const onDevice = { ...common, ...(await split.run({ k: kept.k, v: kept.v })) };
@@ -176,7 +169,7 @@ export async function run(
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({ options: { provider: { type: 'string' }, prompt: { type: 'string' } } });
   await run({
-    provider: values.provider,
+    provider: benchProvider('cache-residency', values.provider),
     promptLength: values.prompt === undefined ? undefined : Number(values.prompt),
   });
 }

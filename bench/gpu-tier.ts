@@ -17,18 +17,24 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import {
   GraphBuilder,
-  initRandom,
   preset,
   promptDigest,
   Rng,
-  writeWeights,
   type ExpertCall,
   type ModelConfig,
 } from '@switchyard/shared';
 import { GpuExpertClient, TierHttp } from '../gpu-backend/src/client.ts';
+import { sampleH, samplePrompt } from '../gpu-backend/src/samples.ts';
 import type { PrefillResult, StepResult } from '../gpu-backend/src/jobs.ts';
 import { WorkerPool } from '../gpu-backend/src/worker-pool.ts';
-import { printTable, quantile, writeResult } from './lib.ts';
+import {
+  benchProvider,
+  printTable,
+  quantile,
+  seededExpertShard,
+  writeResult,
+  type BenchProvider,
+} from './lib.ts';
 
 const BIN = fileURLToPath(new URL('../gpu-backend/bin/switchyard-gpu.mjs', import.meta.url));
 const SECRET = 'bench-secret';
@@ -51,8 +57,6 @@ export interface BenchOptions {
   /** Side of the square MatMul ceiling (default 1024 on CPU, 4096 on a GPU provider). */
   matmulN?: number;
 }
-
-export type BenchProvider = 'cpu' | 'webgpu' | 'cuda';
 
 interface Server {
   url: string;
@@ -95,16 +99,6 @@ export function stepFlops(c: ModelConfig, L: number): number {
   return 2 * H * D + layers * perLayer + 2 * D * H;
 }
 
-function prompt(seed: number, L: number): number[] {
-  const rng = new Rng(seed);
-  return [256, ...Array.from({ length: L - 1 }, () => Math.floor(rng.next() * 256))];
-}
-
-function hidden(seed: number, H: number): Float32Array {
-  const rng = new Rng(seed);
-  return Float32Array.from({ length: H }, () => Math.tanh(rng.normal()));
-}
-
 async function call(sessionId: string, step: number, tokens: number[], H: number): Promise<ExpertCall> {
   return {
     sessionId,
@@ -113,7 +107,7 @@ async function call(sessionId: string, step: number, tokens: number[], H: number
     prompt: { tokens, digest: await promptDigest(tokens) },
     experts: EXPERTS,
     gates: GATES,
-    h: hidden(step, H),
+    h: sampleH(step, H),
   };
 }
 
@@ -134,7 +128,7 @@ export interface CacheResult {
 
 async function cacheVsRecompute(server: Server, c: ModelConfig, L: number): Promise<CacheResult> {
   const H = c.controller.hidden;
-  const tokens = prompt(1, L);
+  const tokens = samplePrompt(1, L);
   const client = new GpuExpertClient({ url: server.url, secret: SECRET });
   const one = async (sessionId: string, step: number) =>
     client.runExperts({ ...(await call(sessionId, step, tokens, H)), experts: [0], gates: [1] });
@@ -154,7 +148,7 @@ async function cacheVsRecompute(server: Server, c: ModelConfig, L: number): Prom
   }
   const http = new TierHttp(server.url, SECRET);
   const tok = BigInt64Array.from(tokens, BigInt);
-  const h = hidden(7, H);
+  const h = sampleH(7, H);
   const head = new TextEncoder().encode(
     JSON.stringify({
       inputs: [
@@ -235,7 +229,7 @@ async function load(
   const H = c.controller.hidden;
   const client = new GpuExpertClient({ url: server.url, secret: SECRET });
   const ids = Array.from({ length: sessions }, (_, i) => `${tag}-${sessions}-${i}`);
-  const prompts = ids.map((_, i) => prompt(1000 + i, L));
+  const prompts = ids.map((_, i) => samplePrompt(1000 + i, L));
   const calls = await Promise.all(ids.map((id, i) => call(id, 0, prompts[i], H)));
   // Warm-up: every session's first step prefills its four experts; not measured.
   await Promise.all(calls.map((k) => client.runExperts(k)));
@@ -357,12 +351,12 @@ async function engine(
         computeUs: number;
       };
     const caches: PrefillResult[] = [];
-    for (let i = 0; i < rows; i++) caches.push((await prefill(prompt(500 + i, Lt))).result);
-    const long = prompt(1, Lc);
+    for (let i = 0; i < rows; i++) caches.push((await prefill(samplePrompt(500 + i, Lt))).result);
+    const long = samplePrompt(1, Lc);
     const longCache = (await prefill(long)).result;
     const H = c.controller.hidden;
     const h = new Float32Array(rows * H);
-    for (let i = 0; i < rows; i++) h.set(hidden(i, H), i * H);
+    for (let i = 0; i < rows; i++) h.set(sampleH(i, H), i * H);
     const rng = new Rng(4);
     const feeds = {
       a: new ort.Tensor(
@@ -481,15 +475,9 @@ export async function run(o: BenchOptions = {}): Promise<GpuTierBenchResult> {
   console.log(
     `gpu-tier: r1-seed experts ${EXPERTS.join(',')}, provider ${provider}, ${threads} intra-op threads, building the model...`,
   );
-  const params = initRandom(
-    config,
-    o.seed ?? 1,
-    (s) => s.tier === 'expert-shared' || (s.tier === 'expert' && EXPERTS.includes(s.expert!)),
-  );
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
   const model = join(dir, 'r1-seed-experts.safetensors');
-  writeFileSync(model, writeWeights(config, params, { shard: { kind: 'experts', experts: EXPERTS } }));
-  params.clear();
+  writeFileSync(model, seededExpertShard(config, o.seed ?? 1, EXPERTS));
   const common = [
     '--provider',
     provider,
@@ -678,15 +666,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({
     options: { long: { type: 'boolean' }, provider: { type: 'string' }, seconds: { type: 'string' } },
   });
-  const providers: BenchProvider[] = ['cpu', 'webgpu', 'cuda'];
-  const provider = (values.provider ?? 'cpu') as BenchProvider;
-  if (!providers.includes(provider)) {
-    console.error(`gpu-tier: --provider: expected one of ${providers.join(', ')}, found "${provider}"`);
-    process.exit(2);
-  }
   await run({
     longPromptLoad: values.long,
-    provider,
+    provider: benchProvider('gpu-tier', values.provider),
     seconds: values.seconds === undefined ? undefined : Number(values.seconds),
   });
 }

@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { initRandom, writeWeights, type ModelConfig } from '@switchyard/shared';
 
 export const RESULTS_DIR = new URL('./results/', import.meta.url).pathname;
 
@@ -61,4 +62,27 @@ export async function timeMedian(fn: () => unknown, reps = 7, warm = 2): Promise
     ts.push(performance.now() - t0);
   }
   return quantile(ts, 0.5);
+}
+
+/** A seeded random expert shard: `experts` and what every expert shares, the bytes of its weights file. */
+export function seededExpertShard(config: ModelConfig, seed: number, experts: number[]): Uint8Array {
+  const params = initRandom(
+    config,
+    seed,
+    (s) => s.tier === 'expert-shared' || (s.tier === 'expert' && experts.includes(s.expert!)),
+  );
+  const bytes = writeWeights(config, params, { shard: { kind: 'experts', experts } });
+  params.clear();
+  return bytes;
+}
+
+export const BENCH_PROVIDERS = ['cpu', 'webgpu', 'cuda'] as const;
+export type BenchProvider = (typeof BENCH_PROVIDERS)[number];
+
+/** A benchmark's --provider flag (default cpu); exits with status 2 and the valid values on anything else. */
+export function benchProvider(bench: string, text: string | undefined): BenchProvider {
+  const p = text ?? 'cpu';
+  if ((BENCH_PROVIDERS as readonly string[]).includes(p)) return p as BenchProvider;
+  console.error(`${bench}: --provider: expected one of ${BENCH_PROVIDERS.join(', ')}, found "${p}"`);
+  process.exit(2);
 }

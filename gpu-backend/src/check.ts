@@ -14,11 +14,11 @@ import {
   readWeights,
   ReferenceEdge,
   ReferenceModel,
-  Rng,
   runGoldenSession,
   type GoldenFile,
 } from '@switchyard/shared';
 import { GpuExpertClient } from './client.ts';
+import { sampleH, samplePrompt } from './samples.ts';
 import {
   COMPUTE_MODES,
   ConfigError,
@@ -144,12 +144,6 @@ export function parseCheckArgs(
   };
 }
 
-function sampleTokens(seed: number, n: number, vocab: number): number[] {
-  const rng = new Rng(seed);
-  // <bos> (the first id past the bytes) and then ordinary byte tokens, as a chat prompt starts.
-  return [256, ...Array.from({ length: n - 1 }, () => Math.floor(rng.next() * Math.min(256, vocab)))];
-}
-
 /** max |Δ| / max |want|: the int8-dynamic bound's measure, used for every mode so that they compare. */
 function relError(got: Float32Array, want: Float32Array): number {
   let scale = Number.MIN_VALUE;
@@ -210,9 +204,8 @@ export async function runCheck(
       // Lengths from 1 up to a few dozen, so that one batch holds rows of different prompt lengths.
       const sessions = await Promise.all(
         Array.from({ length: o.sessions }, async (_, s) => {
-          const tokens = sampleTokens(1000 * e + s, 1 + ((s * 11) % 37), config.vocab);
-          const rng = new Rng(7000 * e + s);
-          const h = Float32Array.from({ length: H }, () => Math.tanh(rng.normal()));
+          const tokens = samplePrompt(1000 * e + s, 1 + ((s * 11) % 37));
+          const h = sampleH(7000 * e + s, H);
           return { id: `check-${e}-${s}`, tokens, h, digest: await promptDigest(tokens) };
         }),
       );

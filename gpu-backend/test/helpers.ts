@@ -114,16 +114,7 @@ export function loadGolden(): Golden {
   return golden;
 }
 
-/** A deterministic prompt of `n` tokens starting with <bos>, and a deterministic h. */
-export function samplePrompt(seed: number, n: number, vocab = 256): number[] {
-  const rng = new Rng(seed);
-  return [256, ...Array.from({ length: n - 1 }, () => Math.floor(rng.next() * vocab))];
-}
-
-export function sampleH(seed: number, H: number): Float32Array {
-  const rng = new Rng(seed + 1000);
-  return Float32Array.from({ length: H }, () => Math.tanh(rng.normal()));
-}
+export { sampleH, samplePrompt } from '../src/samples.ts';
 
 /** A STEP_REQUEST body for the golden model. */
 export async function stepRequest(
