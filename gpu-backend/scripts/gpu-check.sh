@@ -78,7 +78,7 @@ check cpu-r1-seed --model "$R1" --experts 0-3 --provider cpu
 rm -f "$R1"
 node -e 'for (const l of require("fs").readFileSync(process.argv[1],"utf8").trim().split("\n")) {
   const {name, exit, report: r, error} = JSON.parse(l);
-  console.log(name.padEnd(22), "exit", exit, r ? `provider ${r.provider}, max error ${Math.max(...r.experts.map((x) => x.maxError)).toExponential(2)} (tol ${r.tolerance}), golden ${r.golden ? r.golden.sessions - new Set(r.golden.mismatches.map((m) => m.split(":")[0])).size + "/" + r.golden.sessions : "-"}` : error);
+  console.log(name.padEnd(22), "exit", exit, r ? `provider ${r.provider}, max error ${Math.max(...r.experts.map((x) => x.maxError)).toExponential(2)} (tol ${r.tolerance}), golden ${r.golden ? r.golden.matched + "/" + r.golden.sessions : "-"}` : error);
 }' "$OUT/checks.jsonl" | tee -a "$LOG"
 
 if [ "${GPU_CHECK_BENCH:-1}" != 0 ]; then

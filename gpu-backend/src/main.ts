@@ -4,6 +4,12 @@ import { checkUsage, formatCheck, parseCheckArgs, runCheck } from './check.ts';
 import { ConfigError, parseOptions, usage } from './config.ts';
 import { startServer } from './server.ts';
 
+/** "Name: message", the name left out for a plain Error. */
+function errorText(e: unknown): string {
+  const err = e as Error;
+  return `${err.name && err.name !== 'Error' ? `${err.name}: ` : ''}${err.message}`;
+}
+
 /** `switchyard-gpu check …`: 0 when every output is within tolerance, 1 when not or on failure, 2 bad call. */
 async function check(argv: string[]): Promise<number> {
   let parsed;
@@ -25,10 +31,7 @@ async function check(argv: string[]): Promise<number> {
     console.log(parsed.json ? JSON.stringify(report, null, 2) : formatCheck(report));
     return report.ok ? 0 : 1;
   } catch (e) {
-    const err = e as Error;
-    console.error(
-      `switchyard-gpu check: ${err.name && err.name !== 'Error' ? `${err.name}: ` : ''}${err.message}`,
-    );
+    console.error(`switchyard-gpu check: ${errorText(e)}`);
     return e instanceof ConfigError ? 2 : 1;
   }
 }
@@ -55,8 +58,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   try {
     server = await startServer(o);
   } catch (e) {
-    const err = e as Error;
-    console.error(`switchyard-gpu: ${err.name && err.name !== 'Error' ? `${err.name}: ` : ''}${err.message}`);
+    console.error(`switchyard-gpu: ${errorText(e)}`);
     return 1;
   }
   console.log(server.readyLine);

@@ -66,11 +66,13 @@ export async function loadWeights(path: string): Promise<Uint8Array> {
   return shared;
 }
 
+/** `weights`: o.model's bytes when the caller has already read them with loadWeights (they are not read again). */
 export async function startServer(
   o: ServerOptions,
   log: (line: string) => void = console.error,
+  weights?: Uint8Array,
 ): Promise<RunningServer> {
-  const weights = await loadWeights(o.model);
+  weights ??= await loadWeights(o.model);
   // Checks the whole file (structure and checksums) once here; the workers then skip the checksums.
   const file = readWeights(weights);
   const config = file.config;
