@@ -83,7 +83,13 @@ export function loadWeights(path: string, verify = true): WeightsFile {
   // A fresh, 8-aligned copy: Node's Buffer may sit at any offset in its pool, which forbids zero-copy views.
   const aligned = new Uint8Array(bytes.length);
   aligned.set(bytes);
-  return readWeights(aligned, { verify });
+  try {
+    return readWeights(aligned, { verify });
+  } catch (e) {
+    // The reader knows tensors, not paths: the user needs to know which file it was.
+    if (e instanceof Error) e.message = `"${path}": ${e.message}`;
+    throw e;
+  }
 }
 
 export function writeOut(path: string, bytes: Uint8Array | string): void {

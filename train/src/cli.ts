@@ -5,7 +5,7 @@ import { countParams, parseConfig, ReferenceModel, type ModelConfig } from '@swi
 import { loadWeights, UsageError, writeOut, type Command } from '../../shared/cli/command.ts';
 import { progress } from '../../shared/cli/progress.ts';
 import { LOCAL_API_KEY } from '../../scripts/stack.ts';
-import { EVAL_SET_NAMES } from './curriculum.ts';
+import { CurriculumError, EVAL_SET_NAMES, parseMix } from './curriculum.ts';
 import {
   differences,
   EndpointEngine,
@@ -79,6 +79,10 @@ export const train: Command = {
   --out DIR           where the exported models go (default train/models)
   --export-only       export the model in --checkpoint without training
   --config FILE       a JSON model config (default: the demo config)
+  --init FILE         start from a Switchyard weights file (a trained model, f32 or int8) instead of
+                      random weights; its config is the model's
+  --mix T=F,...       draw task T F times as often as the curriculum does, e.g. syllogism=3,relpos=3
+                      (tasks: add sub mul bool syllogism compare grid relpos)
   --seed N            data and initialisation seed (default ${DEFAULT_TRAIN_OPTIONS.seed})
   --steps N|auto      supervised steps (default ${DEFAULT_TRAIN_OPTIONS.steps}); auto (needs --minutes):
                       as many as the time budget allows at the measured speed
@@ -100,6 +104,8 @@ export const train: Command = {
     out: { type: 'string', short: 'o' },
     'export-only': { type: 'boolean' },
     config: { type: 'string' },
+    init: { type: 'string' },
+    mix: { type: 'string' },
     seed: { type: 'string' },
     steps: { type: 'string' },
     batch: { type: 'string' },
@@ -123,6 +129,11 @@ export const train: Command = {
     const { freshState, loadTrainState, runTraining } = await tfjs();
     let st: TrainState;
     if (v.resume || v['export-only']) {
+      for (const k of ['init', 'mix', 'config'] as const)
+        if (v[k] !== undefined)
+          throw new UsageError(
+            `--${k}: only for a new run; a resumed run keeps its checkpoint's model and data`,
+          );
       if (!existsSync(checkpoint))
         throw new UsageError(
           `--checkpoint: expected an existing checkpoint for --resume/--export-only, found no file "${checkpoint}"`,
@@ -160,16 +171,26 @@ export const train: Command = {
         ppoMinutes: numberOption('ppo-minutes', v['ppo-minutes'], d.ppoMinutes, 0),
         checkpointEvery: d.checkpointEvery,
       };
+      if (typeof v.mix === 'string')
+        try {
+          options.mix = parseMix(v.mix);
+        } catch (e) {
+          if (e instanceof CurriculumError) throw new UsageError(`--mix: ${e.message}`);
+          throw e;
+        }
       if (options.autoSteps && options.minutes === 0)
         throw new UsageError(
           '--steps auto: expected --minutes as well (the steps are sized to the time budget)',
         );
-      const config = typeof v.config === 'string' ? readConfig(v.config) : DEMO_CONFIG;
+      if (typeof v.init === 'string' && typeof v.config === 'string')
+        throw new UsageError('--init and --config: expected one of them (the weights file has its config)');
+      const init = typeof v.init === 'string' ? loadWeights(v.init) : undefined;
+      const config = init?.config ?? (typeof v.config === 'string' ? readConfig(v.config) : DEMO_CONFIG);
       const c = countParams(config);
       process.stderr.write(
         `training a ${(c.total / 1e6).toFixed(2)} M-parameter rru-moe (${config.experts.count} experts, top ${config.experts.top_k}) for ${options.steps} steps of ${options.batch}, then ${options.ppoSteps} PPO iterations\n`,
       );
-      st = freshState(config, options);
+      st = freshState(config, options, init?.params());
     }
     if (!v['export-only'])
       st = await runTraining(st, {

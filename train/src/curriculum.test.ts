@@ -6,7 +6,9 @@ import {
   generateTask,
   heldOutSet,
   isHeldOut,
+  parseMix,
   TASK_TYPES,
+  TASK_WEIGHTS,
   trainingBatch,
   type Example,
   type Stage,
@@ -166,6 +168,33 @@ function checkColumnTrace(ex: Example): void {
 const STAGES: Stage[] = [1, 2, 3];
 
 describe('curriculum', () => {
+  it('drills tasks by a mix: parseMix scales the named tasks, and batches follow it', () => {
+    const mix = parseMix('syllogism=3, relpos=0');
+    const sum = TASK_TYPES.reduce((a, t) => a + mix[t], 0);
+    expect(sum).toBeCloseTo(1, 12);
+    expect(mix.relpos).toBe(0);
+    // 3 × 0.1 against the rest's 1 − 0.1 − 0.15
+    expect(mix.syllogism).toBeCloseTo(0.3 / 1.05, 12);
+    expect(mix.add / mix.sub).toBeCloseTo(TASK_WEIGHTS.add / TASK_WEIGHTS.sub, 12);
+    const only = parseMix(TASK_TYPES.map((t) => `${t}=${t === 'grid' ? 1 : 0}`).join(','));
+    const batch = trainingBatch(7, 0, 60, 3, { ...DEFAULT_GEN_OPTIONS, mix: only });
+    expect(new Set(batch.map((e) => e.task))).toEqual(new Set(['grid']));
+    const drilled = trainingBatch(7, 0, 400, 3, { ...DEFAULT_GEN_OPTIONS, mix });
+    expect(drilled.some((e) => e.task === 'relpos')).toBe(false);
+    const share = drilled.filter((e) => e.task === 'syllogism').length / drilled.length;
+    expect(share).toBeGreaterThan(0.2);
+    expect(share).toBeLessThan(0.38);
+    for (const bad of [
+      'syllogisms=2',
+      'relpos',
+      'add=-1',
+      'add=x',
+      'add=0,sub=0,mul=0,bool=0,syllogism=0,compare=0,grid=0,relpos=0',
+    ])
+      expect(() => parseMix(bad), bad).toThrow(/expected/);
+    expect(() => parseMix('nope=1')).toThrow(/add, sub, mul, bool, syllogism, compare, grid, relpos/);
+  });
+
   it('is deterministic for a seed and differs across seeds', () => {
     expect(trainingBatch(7, 3, 40, 3)).toEqual(trainingBatch(7, 3, 40, 3));
     expect(trainingBatch(7, 3, 40, 3)).not.toEqual(trainingBatch(8, 3, 40, 3));

@@ -60,6 +60,8 @@ export interface GenOptions {
   maxThinkSteps: number;
   /** Longest prompt text in bytes; the chat template's 8 bytes and <bos> must still fit max_prompt. */
   maxPromptBytes: number;
+  /** How often each task type is drawn (sums to 1); default TASK_WEIGHTS. */
+  mix?: Readonly<Record<TaskType, number>>;
 }
 
 export const DEFAULT_GEN_OPTIONS: GenOptions = { noise: 0.2, maxThinkSteps: 15, maxPromptBytes: 56 };
@@ -474,11 +476,33 @@ export function generateTask(
   );
 }
 
-/** Draws a task by the curriculum's weights. */
-export function pickTask(rng: Rng): TaskType {
+/**
+ * `task=w,...` → the task weights: the named tasks get weight w relative to the others' TASK_WEIGHTS
+ * ("syllogism=3" draws syllogisms three times as often as the curriculum does), normalized to sum to 1.
+ */
+export function parseMix(text: string): Record<TaskType, number> {
+  const w: Record<TaskType, number> = { ...TASK_WEIGHTS };
+  for (const part of text.split(',')) {
+    const m = /^\s*([a-z0-9]+)\s*=\s*([0-9.]+)\s*$/.exec(part);
+    const task = m?.[1] as TaskType | undefined;
+    const factor = Number(m?.[2]);
+    if (!m || !task || !(TASK_TYPES as readonly string[]).includes(task) || !Number.isFinite(factor))
+      throw new CurriculumError(
+        `mix "${part.trim()}": expected task=factor with a task among ${TASK_TYPES.join(', ')} and a number ≥ 0`,
+      );
+    w[task] = TASK_WEIGHTS[task] * factor;
+  }
+  const sum = TASK_TYPES.reduce((a, t) => a + w[t], 0);
+  if (!(sum > 0)) throw new CurriculumError(`mix "${text}": expected some task with a weight above 0`);
+  for (const t of TASK_TYPES) w[t] /= sum;
+  return w;
+}
+
+/** Draws a task by the curriculum's weights (or the given ones). */
+export function pickTask(rng: Rng, weights: Readonly<Record<TaskType, number>> = TASK_WEIGHTS): TaskType {
   let r = rng.next();
   for (const t of TASK_TYPES) {
-    r -= TASK_WEIGHTS[t];
+    r -= weights[t];
     if (r < 0) return t;
   }
   return TASK_TYPES[TASK_TYPES.length - 1];
@@ -493,7 +517,9 @@ export function trainingBatch(
   opts: GenOptions = DEFAULT_GEN_OPTIONS,
 ): Example[] {
   const rng = new Rng(seed, 0x7a11 + index);
-  return Array.from({ length: size }, () => generateTask(rng, { task: pickTask(rng) }, stage, 'train', opts));
+  return Array.from({ length: size }, () =>
+    generateTask(rng, { task: pickTask(rng, opts.mix) }, stage, 'train', opts),
+  );
 }
 
 /** The evaluation sets: one per task type, with addition split into its 2- and 3-digit goals. */

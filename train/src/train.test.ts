@@ -56,6 +56,25 @@ describe('supervised training', () => {
     st.model.dispose();
   });
 
+  it('starts from given weights (--init) instead of random ones, and trains on from them', () => {
+    const trained = freshState(TINY, OPTS);
+    step(trained, 0);
+    const params = trained.model.toParamMap();
+    const st = freshState(TINY, { ...OPTS, seed: 99 }, params);
+    const again = st.model.toParamMap();
+    for (const [n, t] of params) expect(Array.from(again.get(n)!.data), n).toEqual(Array.from(t.data));
+    const rnd = freshState(TINY, { ...OPTS, seed: 99 });
+    const random = rnd.model.toParamMap();
+    expect(Array.from(random.get('gate.w')!.data)).not.toEqual(Array.from(params.get('gate.w')!.data));
+    const before = st.model.hostVars();
+    step(st, 1);
+    const moved = [...st.model.hostVars()].filter(
+      ([n, t]) => !t.data.every((x, i) => x === before.get(n)!.data[i]),
+    );
+    expect(moved.length).toBeGreaterThan(0);
+    for (const s of [trained, st, rnd]) s.model.dispose();
+  });
+
   it('resumes from a checkpoint exactly where an uninterrupted run would be', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sy-train-'));
     const straight = freshState(TINY, OPTS);

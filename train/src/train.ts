@@ -1,7 +1,7 @@
 // Training: a supervised stage (teacher-forced cross-entropy on the think and answer tokens plus a
 // load-balancing loss on the gate), then PPO on answer correctness. Checkpoints carry everything a run
 // needs to continue exactly where it stopped; the data of step i depends only on (seed, i).
-import { initRandom, parseConfig, Rng, type ModelConfig } from '@switchyard/shared';
+import { initRandom, parseConfig, Rng, type ModelConfig, type ParamMap } from '@switchyard/shared';
 import type { TrainOptions } from './options.ts';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import {
@@ -11,6 +11,7 @@ import {
   type Example,
   type GenOptions,
   type Stage,
+  type TaskType,
 } from './curriculum.ts';
 import { balanceLoss, crossEntropy } from './losses.ts';
 import { TfModel, type HostTensor } from './model-tf.ts';
@@ -153,8 +154,9 @@ export interface TrainState {
   meta: CheckpointMeta;
 }
 
-export function freshState(config: ModelConfig, options: TrainOptions): TrainState {
-  const model = new TfModel(config, initRandom(config, options.seed));
+/** A new run: random weights for the seed, or `init` (a trained model's, to train it further). */
+export function freshState(config: ModelConfig, options: TrainOptions, init?: ParamMap): TrainState {
+  const model = new TfModel(config, init ?? initRandom(config, options.seed));
   return {
     model,
     adam: new Adam(),
@@ -218,9 +220,14 @@ export function loadTrainState(path: string): TrainState {
   return st;
 }
 
-export const genOptionsFor = (config: ModelConfig, noise: number): GenOptions => ({
+export const genOptionsFor = (
+  config: ModelConfig,
+  noise: number,
+  mix?: Readonly<Record<TaskType, number>>,
+): GenOptions => ({
   ...DEFAULT_GEN_OPTIONS,
   noise,
+  mix,
   maxThinkSteps: config.max_think_steps,
   maxPromptBytes: config.experts.max_prompt - 8,
 });
@@ -271,7 +278,7 @@ export async function runTraining(st: TrainState, run: RunOptions): Promise<Trai
   const o = st.meta.options;
   const out = run.out ?? process.stderr;
   const bar = progressLine(out);
-  const gen = genOptionsFor(st.model.config, o.noise);
+  const gen = genOptionsFor(st.model.config, o.noise, o.mix);
   const started = Date.now();
   const base = st.meta.seconds;
   const elapsed = () => base + (Date.now() - started) / 1000;
