@@ -11,10 +11,12 @@ const dir = mkdtempSync(join(tmpdir(), 'sy-train-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function usage(v: Record<string, string | boolean>): Promise<string> {
-  const err = await train.run({ checkpoint: join(dir, 'none.ckpt'), out: dir, ...v }, []).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
+  const err = await Promise.resolve()
+    .then(() => train.run({ checkpoint: join(dir, 'none.ckpt'), out: dir, ...v }, []))
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
   expect(err).toBeInstanceOf(UsageError);
   return (err as Error).message;
 }
@@ -31,7 +33,9 @@ describe('switchyard train options', () => {
     const junk = join(dir, 'junk.safetensors');
     const text = 'junk\n';
     writeFileSync(junk, text);
-    await expect(train.run({ init: junk, checkpoint: join(dir, 'x.ckpt'), out: dir }, [])).rejects.toThrow(
+    await expect(
+      Promise.resolve().then(() => train.run({ init: junk, checkpoint: join(dir, 'x.ckpt'), out: dir }, [])),
+    ).rejects.toThrow(
       `"${junk}": file: expected at least 8 bytes (the u64 little-endian header length), found ${text.length}`,
     );
   });
