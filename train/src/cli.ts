@@ -188,7 +188,7 @@ export const train: Command = {
       const config = init?.config ?? (typeof v.config === 'string' ? readConfig(v.config) : DEMO_CONFIG);
       const c = countParams(config);
       process.stderr.write(
-        `training a ${(c.total / 1e6).toFixed(2)} M-parameter rru-moe (${config.experts.count} experts, top ${config.experts.top_k}) for ${options.steps} steps of ${options.batch}, then ${options.ppoSteps} PPO iterations\n`,
+        `training a ${(c.total / 1e6).toFixed(2)} M-parameter rru-moe (${config.experts.count} experts, top ${config.experts.top_k}) for ${options.steps} steps of ${options.batch}, then ${options.ppoSteps} PPO iterations${init ? `, from the weights in ${String(v.init)}` : ''}\n`,
       );
       st = freshState(config, options, init?.params());
     }
