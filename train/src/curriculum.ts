@@ -380,16 +380,8 @@ const REL = {
 type Rel = keyof typeof REL;
 
 /**
- * "A left of B, C below B: A from C?": a chain of objects; the trace follows it from the subject, four
- * letters per premise: the premise as written (its first object, its relation's letter, its second object),
- * then the direction from the object the walk is at, which is the written letter when the premise starts
- * with that object and its inverse when it ends with it. The answer sums the directions.
- * "A left of B, C below B: A from C?" → `ALBL` `CDBU`: A is left of B, B is up from C.
- *
- * Why the premise is copied first: with the direction alone (trace `LBUC`), a model has to decide in one
- * step whether to invert the word it reads, which depends on which side of it the current object stands.
- * The demo model learned the axis but guessed the sign (relpos held-out 38%); copying the premise puts
- * both inputs of that decision into the trace.
+ * "A left of B, C below B: A from C?": a chain of objects; the trace follows it from the subject, a
+ * direction letter (the subject side) and the next object per premise; the answer sums the offsets.
  */
 function relpos(rng: Rng, level: Level): Problem {
   const n = level === 1 ? int(rng, 1, 2) : int(rng, 2, 3);
@@ -401,14 +393,13 @@ function relpos(rng: Rng, level: Level): Problem {
     for (const r of rels) [dx, dy] = [dx + REL[r].dx, dy + REL[r].dy];
     if (dx === 0 && dy === 0) continue; // "same place" is not a direction
     // Each premise is stated either way round (an equivalent rewrite), then the premises are shuffled.
-    const written = rels.map((r, i) =>
+    const stated = rels.map((r, i) =>
       chance(rng, 0.5)
-        ? ([objs[i], r, objs[i + 1]] as const)
-        : ([objs[i + 1], REL[r].inverse, objs[i]] as const),
+        ? `${objs[i]} ${REL[r].word} ${objs[i + 1]}`
+        : `${objs[i + 1]} ${REL[REL[r].inverse].word} ${objs[i]}`,
     );
-    const stated = written.map(([a, w, b]) => `${a} ${REL[w].word} ${b}`);
     shuffle(rng, stated);
-    const trace = written.map(([a, w, b], i) => a + w + b + rels[i]).join('');
+    const trace = rels.map((r, i) => r + objs[i + 1]).join('');
     const answer = [dy > 0 ? 'up' : dy < 0 ? 'down' : '', dx > 0 ? 'right' : dx < 0 ? 'left' : '']
       .filter(Boolean)
       .join('-');
