@@ -12,12 +12,13 @@ export const ONNX_IR_VERSION = 10;
 /** Opset 20 is the first with an exact Gelu operator. */
 export const ONNX_OPSET = 20;
 
-export type ElemType = 'float32' | 'int64' | 'int8' | 'bool';
+export type ElemType = 'float32' | 'int64' | 'int8' | 'uint8' | 'bool';
 
 const ELEM: Record<ElemType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   int64: onnx.TensorProto.DataType.INT64,
   int8: onnx.TensorProto.DataType.INT8,
+  uint8: onnx.TensorProto.DataType.UINT8,
   bool: onnx.TensorProto.DataType.BOOL,
 };
 
@@ -138,6 +139,10 @@ export class GraphBuilder {
 
   i8(base: string, data: Int8Array, dims: readonly number[]): string {
     return this.initializer(base, 'int8', dims, bytesOf(data));
+  }
+
+  u8(base: string, data: Uint8Array, dims: readonly number[]): string {
+    return this.initializer(base, 'uint8', dims, bytesOf(data));
   }
 
   i64(base: string, values: readonly number[], dims: readonly number[] = [values.length]): string {
