@@ -511,7 +511,7 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
     let topWaves: Record<System, Wave[]> = { monolith: [], stack: [] };
     for (const n of loads) {
       // Several waves per load on a shared machine, the systems alternating and taking turns at going
-      // first: one wave pair at 64 sessions ranged 0.83–0.98× on this box with nothing changed.
+      // first: single wave pairs at 64 sessions ranged 0.79–0.98× on one box with nothing changed.
       const reps = n === 1 ? singleReps : loadReps;
       const waves: Record<System, Wave[]> = { monolith: [], stack: [] };
       process.stderr.write(`e2e: ${n} session(s), ${reps} wave(s) per system ...\n`);
