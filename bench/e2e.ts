@@ -508,6 +508,7 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
     const runs: LoadRun[] = [];
     const agreement = { same: 0, total: 0 };
     let base = 0;
+    const maxN = Math.max(...loads);
     let topWaves: Record<System, Wave[]> = { monolith: [], stack: [] };
     for (const n of loads) {
       // Several waves per load on a shared machine, the systems alternating and taking turns at going
@@ -516,15 +517,9 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
       const waves: Record<System, Wave[]> = { monolith: [], stack: [] };
       process.stderr.write(`e2e: ${n} session(s), ${reps} wave(s) per system ...\n`);
       for (let rep = 0; rep < reps; rep++) {
-        let mw: Wave;
-        let sw: Wave;
-        if (rep % 2 === 0) {
-          mw = await monoWave(n, maxTokens, base);
-          sw = await stackWave(n, maxTokens, base);
-        } else {
-          sw = await stackWave(n, maxTokens, base);
-          mw = await monoWave(n, maxTokens, base);
-        }
+        const stackFirst = rep % 2 === 1 ? await stackWave(n, maxTokens, base) : undefined;
+        const mw = await monoWave(n, maxTokens, base);
+        const sw = stackFirst ?? (await stackWave(n, maxTokens, base));
         waves.monolith.push(mw);
         waves.stack.push(sw);
         // Same prompts, same model: the two systems should generate the same tokens (a check on the
@@ -536,7 +531,7 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
         });
         base += n;
       }
-      if (n === Math.max(...loads)) topWaves = waves;
+      if (n === maxN) topWaves = waves;
       for (const system of ['monolith', 'stack'] as const) {
         const w = waves[system];
         const rows = w.reduce((a, x) => a + x.rows, 0);
@@ -557,7 +552,6 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
     }
 
     const find = (sys: System, n: number) => runs.find((r) => r.system === sys && r.sessions === n)!;
-    const maxN = Math.max(...loads);
     const tokensPerS = (w: Wave) => w.obs.reduce((a, t) => a + t.steps.length, 0) / (w.wall / 1000);
     const throughputRatioPerWave = topWaves.stack.map(
       (w, i) => tokensPerS(w) / tokensPerS(topWaves.monolith[i]),

@@ -5,7 +5,7 @@ import { countParams, parseConfig, ReferenceModel, type ModelConfig } from '@swi
 import { loadWeights, UsageError, writeOut, type Command } from '../../shared/cli/command.ts';
 import { progress } from '../../shared/cli/progress.ts';
 import { LOCAL_API_KEY } from '../../scripts/stack.ts';
-import { CurriculumError, EVAL_SET_NAMES, parseMix } from './curriculum.ts';
+import { CurriculumError, EVAL_SET_NAMES, parseMix, TASK_TYPES } from './curriculum.ts';
 import {
   differences,
   EndpointEngine,
@@ -82,7 +82,7 @@ export const train: Command = {
   --init FILE         start from a Switchyard weights file (a trained model, f32 or int8) instead of
                       random weights; its config is the model's
   --mix T=F,...       draw task T F times as often as the curriculum does, e.g. syllogism=3,relpos=3
-                      (tasks: add sub mul bool syllogism compare grid relpos)
+                      (tasks: ${TASK_TYPES.join(' ')})
   --seed N            data and initialisation seed (default ${DEFAULT_TRAIN_OPTIONS.seed})
   --steps N|auto      supervised steps (default ${DEFAULT_TRAIN_OPTIONS.steps}); auto (needs --minutes):
                       as many as the time budget allows at the measured speed
@@ -182,13 +182,14 @@ export const train: Command = {
         throw new UsageError(
           '--steps auto: expected --minutes as well (the steps are sized to the time budget)',
         );
-      if (typeof v.init === 'string' && typeof v.config === 'string')
+      const initPath = v.init as string | undefined;
+      if (initPath !== undefined && v.config !== undefined)
         throw new UsageError('--init and --config: expected one of them (the weights file has its config)');
-      const init = typeof v.init === 'string' ? loadWeights(v.init) : undefined;
+      const init = initPath !== undefined ? loadWeights(initPath) : undefined;
       const config = init?.config ?? (typeof v.config === 'string' ? readConfig(v.config) : DEMO_CONFIG);
       const c = countParams(config);
       process.stderr.write(
-        `training a ${(c.total / 1e6).toFixed(2)} M-parameter rru-moe (${config.experts.count} experts, top ${config.experts.top_k}) for ${options.steps} steps of ${options.batch}, then ${options.ppoSteps} PPO iterations${init ? `, from the weights in ${String(v.init)}` : ''}\n`,
+        `training a ${(c.total / 1e6).toFixed(2)} M-parameter rru-moe (${config.experts.count} experts, top ${config.experts.top_k}) for ${options.steps} steps of ${options.batch}, then ${options.ppoSteps} PPO iterations${init ? `, from the weights in ${initPath}` : ''}\n`,
       );
       st = freshState(config, options, init?.params());
     }

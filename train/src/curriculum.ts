@@ -25,8 +25,11 @@ export const FAMILY_OF: Readonly<Record<TaskType, TaskFamily>> = {
   grid: 'spatial',
   relpos: 'spatial',
 };
+/** How often each task type is drawn: weights that sum to 1. */
+export type TaskMix = Readonly<Record<TaskType, number>>;
+
 /** The seed's mix, then an even split inside each family except addition, the goal task, which gets half. */
-export const TASK_WEIGHTS: Readonly<Record<TaskType, number>> = {
+export const TASK_WEIGHTS: TaskMix = {
   add: 0.2,
   sub: 0.1,
   mul: 0.1,
@@ -60,8 +63,8 @@ export interface GenOptions {
   maxThinkSteps: number;
   /** Longest prompt text in bytes; the chat template's 8 bytes and <bos> must still fit max_prompt. */
   maxPromptBytes: number;
-  /** How often each task type is drawn (sums to 1); default TASK_WEIGHTS. */
-  mix?: Readonly<Record<TaskType, number>>;
+  /** How often each task type is drawn; default TASK_WEIGHTS. */
+  mix?: TaskMix;
 }
 
 export const DEFAULT_GEN_OPTIONS: GenOptions = { noise: 0.2, maxThinkSteps: 15, maxPromptBytes: 56 };
@@ -480,7 +483,7 @@ export function generateTask(
  * `task=w,...` → the task weights: the named tasks get weight w relative to the others' TASK_WEIGHTS
  * ("syllogism=3" draws syllogisms three times as often as the curriculum does), normalized to sum to 1.
  */
-export function parseMix(text: string): Record<TaskType, number> {
+export function parseMix(text: string): TaskMix {
   const w: Record<TaskType, number> = { ...TASK_WEIGHTS };
   for (const part of text.split(',')) {
     const m = /^\s*([a-z0-9]+)\s*=\s*([0-9.]+)\s*$/.exec(part);
@@ -499,7 +502,7 @@ export function parseMix(text: string): Record<TaskType, number> {
 }
 
 /** Draws a task by the curriculum's weights (or the given ones). */
-export function pickTask(rng: Rng, weights: Readonly<Record<TaskType, number>> = TASK_WEIGHTS): TaskType {
+export function pickTask(rng: Rng, weights: TaskMix = TASK_WEIGHTS): TaskType {
   let r = rng.next();
   for (const t of TASK_TYPES) {
     r -= weights[t];

@@ -1,7 +1,7 @@
 // The demo model's config and the training options: kept apart from the training code so that the CLI
 // can show its help without loading tfjs.
 import { parseConfig, type ModelConfig } from '@switchyard/shared';
-import type { TaskType } from './curriculum.ts';
+import type { TaskMix } from './curriculum.ts';
 
 /** The bundled demo model: small enough to train on two CPU cores in about twenty minutes. */
 export const DEMO_CONFIG: ModelConfig = parseConfig({
@@ -44,7 +44,7 @@ export interface TrainOptions {
   ppoMinutes: number;
   checkpointEvery: number;
   /** Task weights of the training data (parseMix); default the curriculum's. */
-  mix?: Record<TaskType, number>;
+  mix?: TaskMix;
 }
 
 export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {

@@ -11,7 +11,7 @@ import {
   type Example,
   type GenOptions,
   type Stage,
-  type TaskType,
+  type TaskMix,
 } from './curriculum.ts';
 import { balanceLoss, crossEntropy } from './losses.ts';
 import { TfModel, type HostTensor } from './model-tf.ts';
@@ -220,11 +220,7 @@ export function loadTrainState(path: string): TrainState {
   return st;
 }
 
-export const genOptionsFor = (
-  config: ModelConfig,
-  noise: number,
-  mix?: Readonly<Record<TaskType, number>>,
-): GenOptions => ({
+export const genOptionsFor = (config: ModelConfig, noise: number, mix?: TaskMix): GenOptions => ({
   ...DEFAULT_GEN_OPTIONS,
   noise,
   mix,

@@ -27,11 +27,6 @@ const model = goldenModel(fullModel);
 const EXACT_TOL = 1e-5;
 const FAST_TOL = 2e-3;
 
-/** What 'auto' must resolve to, by the probe's finding (wasm/src/kernels.ts). */
-function autoModeOf(edge: Awaited<ReturnType<typeof createWasmSimdCompute>>): 'relaxed-dot' | 'fast' {
-  return edge.kernels.relaxedDot === 'fused-8bit' ? 'relaxed-dot' : 'fast';
-}
-
 function expectWithin(e: StepErrors, tol: number): void {
   for (const key of ['h', 'c', 'probs', 'stmKey', 'stmValue', 'ltmWeights'] as const)
     expect(e[key], key).toBeLessThanOrEqual(tol);
@@ -55,7 +50,7 @@ describe.each(['relaxed-simd', 'simd'] as const)('wasm-simd (%s) inside workerd,
     // workerd compiles the fused relaxed dot right; 'auto' takes it where x's 8-bit parts come out exact
     // (vpdpbusd, AVX-VNNI CPUs), and 'fast' where the probe finds them saturated (pmaddubsw, other CPUs).
     expect(edge.kernels.fusedDot).toBe(flavor === 'relaxed-simd');
-    expect(edge.modes['lstm.w_ih']).toBe(autoModeOf(edge));
+    expect(edge.modes['lstm.w_ih']).toBe(edge.kernels.autoMode);
     expect(edge.modes['head.w']).toBe('precise');
     const run = await runGolden(edge, model, golden);
     expect(run.mismatches).toEqual([]);
@@ -67,7 +62,7 @@ describe.each(['relaxed-simd', 'simd'] as const)('wasm-simd (%s) inside workerd,
   it("the head in 'fast' (modes): tokens, experts and gates as golden; logits within the kernels' bound", async () => {
     const edge = await createWasmSimdCompute(model.edge, { flavor, modes: { 'head.w': 'fast' } });
     expect(edge.modes['head.w']).toBe('fast');
-    expect(edge.modes['gate.w']).toBe(autoModeOf(edge));
+    expect(edge.modes['gate.w']).toBe(edge.kernels.autoMode);
     const run = await runGolden(edge, model, golden);
     expectWithin(run.errors, FAST_TOL);
     expect(run.errors.logitsOverFastBound).toBeLessThanOrEqual(1);
