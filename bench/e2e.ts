@@ -37,6 +37,7 @@ import { TurnText } from '../edge/src/text.ts';
 import { StepBatcher } from '../gpu-backend/src/batcher.ts';
 import { DEFAULTS } from '../gpu-backend/src/config.ts';
 import { serverMetrics } from '../gpu-backend/src/metrics.ts';
+import { PrefillBatcher } from '../gpu-backend/src/prefill-batcher.ts';
 import { PromptCache } from '../gpu-backend/src/prompt-cache.ts';
 import { AdmissionQueue, ExpertService } from '../gpu-backend/src/service.ts';
 import { WorkerPool } from '../gpu-backend/src/worker-pool.ts';
@@ -202,6 +203,7 @@ async function startMonolith(bytes: Uint8Array, threads: number, maxWaitMs: numb
     served: experts,
     cache: new PromptCache(DEFAULTS.cacheBytes),
     batcher,
+    prefills: new PrefillBatcher(pool, { maxTokens: DEFAULTS.maxPrefillTokens }),
     runner: pool,
     admission,
     metrics,

@@ -25,7 +25,7 @@ import {
 } from '@switchyard/shared';
 import { GpuExpertClient, TierHttp } from '../gpu-backend/src/client.ts';
 import { sampleH, samplePrompt } from '../gpu-backend/src/samples.ts';
-import type { PrefillResult, StepResult } from '../gpu-backend/src/jobs.ts';
+import type { PrefillResult, PromptKv, StepResult } from '../gpu-backend/src/jobs.ts';
 import { WorkerPool } from '../gpu-backend/src/worker-pool.ts';
 import {
   benchProvider,
@@ -40,6 +40,8 @@ const BIN = fileURLToPath(new URL('../gpu-backend/bin/switchyard-gpu.mjs', impor
 const SECRET = 'bench-secret';
 const EXPERTS = [0, 1, 2, 3]; // r1-seed routes top-4: every session step asks for four experts
 const GATES = [0.4, 0.3, 0.2, 0.1];
+/** Prompts in the batched-prefill measurement: what 64 sessions at top-4 of 16 experts queue per expert. */
+const PREFILL_BATCH = 16;
 
 export interface BenchOptions {
   /** Prompt length for section A (default 256). */
@@ -285,6 +287,15 @@ export interface EngineResult {
   step1: Timing & { promptLength: number; packMedianMs: number };
   /** The prefill of that prompt (what a step without the cache has to redo). */
   prefill: Timing & { promptLength: number };
+  /** One prompt at the throughput length alone, against PREFILL_BATCH of them in one run (per prompt). */
+  prefillBatch: {
+    prompts: number;
+    promptLength: number;
+    single: Timing;
+    perPromptBatched: Timing;
+    /** single / perPromptBatched, medians. */
+    speedup: number;
+  };
   /** step64 GFLOP/s over MatMul GFLOP/s, best against best and median against median. */
   shareBest: number;
   shareMedian: number;
@@ -345,15 +356,20 @@ async function engine(
   const pool8 = await start('int8-dynamic');
   const session = await matMulSession(n, threads, provider);
   try {
-    const prefill = async (tokens: number[]) =>
-      (await pool.run({ kind: 'prefill', expert: 0, tokens: Int32Array.from(tokens) })) as {
-        result: PrefillResult;
-        computeUs: number;
-      };
-    const caches: PrefillResult[] = [];
-    for (let i = 0; i < rows; i++) caches.push((await prefill(samplePrompt(500 + i, Lt))).result);
+    const prefillRun = async (p: WorkerPool, prompts: number[][]) => {
+      const r = await p.run({ kind: 'prefill', expert: 0, prompts: prompts.map((t) => Int32Array.from(t)) });
+      return { caches: (r.result as PrefillResult).caches, ms: r.computeUs / 1000 };
+    };
+    const prefill = async (tokens: number[]) => {
+      const { caches, ms } = await prefillRun(pool, [tokens]);
+      return { cache: caches[0], ms };
+    };
+    const caches: PromptKv[] = [];
+    for (let i = 0; i < rows; i++) caches.push((await prefill(samplePrompt(500 + i, Lt))).cache);
     const long = samplePrompt(1, Lc);
-    const longCache = (await prefill(long)).result;
+    const longCache = (await prefill(long)).cache;
+    // Sessions' prefills of one expert at the throughput prompt length, as the tier batches them.
+    const short = Array.from({ length: PREFILL_BATCH }, (_, i) => samplePrompt(900 + i, Lt));
     const H = c.controller.hidden;
     const h = new Float32Array(rows * H);
     for (let i = 0; i < rows; i++) h.set(sampleH(i, H), i * H);
@@ -372,35 +388,35 @@ async function engine(
       pre: [] as number[],
       pack64: [] as number[],
       pack1: [] as number[],
+      preShort: [] as number[],
+      preBatch: [] as number[],
     };
     const i8 = { s64: [] as number[], s1: [] as number[], pre: [] as number[], pack: [] as number[] };
-    const step = async (
-      p: WorkerPool,
-      rows: PrefillResult[],
-      hs: Float32Array,
-      ms: number[],
-      pack: number[],
-    ) => {
+    const step = async (p: WorkerPool, rows: PromptKv[], hs: Float32Array, ms: number[], pack: number[]) => {
       const r = await p.run({ kind: 'step', expert: 0, h: hs, rows });
       ms.push(r.computeUs / 1000);
       pack.push((r.result as StepResult).packUs / 1000);
     };
-    const tokens = Int32Array.from(long);
     for (let i = 0; i < 9; i++) {
       const t0 = performance.now();
       await session.run(feeds);
       t.mm.push(performance.now() - t0);
       await step(pool, caches, h, t.s64, t.pack64);
       await step(pool, [longCache], h.subarray(0, H), t.s1, t.pack1);
-      t.pre.push((await prefill(long)).computeUs / 1000);
+      t.pre.push((await prefill(long)).ms);
+      t.preShort.push((await prefill(short[i % PREFILL_BATCH])).ms);
+      t.preBatch.push((await prefillRun(pool, short)).ms / PREFILL_BATCH);
       // The f32 caches serve the int8-dynamic step as well: only their layout matters for its timing.
       await step(pool8, caches, h, i8.s64, i8.pack);
       await step(pool8, [longCache], h.subarray(0, H), i8.s1, i8.pack);
-      i8.pre.push((await pool8.run({ kind: 'prefill', expert: 0, tokens })).computeUs / 1000);
+      i8.pre.push((await prefillRun(pool8, [long])).ms);
     }
     const { width: D, layers, ffn: F } = c.experts;
-    // Prefill: every prompt row through every layer, plus L×L attention.
-    const prefillFlop = layers * (Lc * 2 * (4 * D * D + 2 * D * F) + 2 * 2 * Lc * Lc * D);
+    // Prefill: every prompt row through every layer, plus L×L attention; of the last layer only the
+    // Q/K/V projection (the cache needs its keys and values, nothing after them).
+    const prefillFlops = (L: number) =>
+      (layers - 1) * (L * 2 * (4 * D * D + 2 * D * F) + 2 * 2 * L * L * D) + L * 2 * 3 * D * D;
+    const prefillFlop = prefillFlops(Lc);
     const matmul = timing(t.mm, 2 * n ** 3);
     const step64 = {
       rows,
@@ -417,6 +433,8 @@ async function engine(
     const graph64 = median(t.s64.slice(2).map((x, i) => x - t.pack64[i + 2]));
     const pre = { promptLength: Lc, ...timing(t.pre, prefillFlop) };
     const pre8 = timing(i8.pre, prefillFlop);
+    const preShort = timing(t.preShort, prefillFlops(Lt));
+    const preBatch = timing(t.preBatch, prefillFlops(Lt));
     const step1i8 = timing(i8.s1, stepFlops(c, Lc));
     return {
       threads,
@@ -425,6 +443,13 @@ async function engine(
       step64,
       step1,
       prefill: pre,
+      prefillBatch: {
+        prompts: PREFILL_BATCH,
+        promptLength: Lt,
+        single: preShort,
+        perPromptBatched: preBatch,
+        speedup: preShort.medianMs / preBatch.medianMs,
+      },
       shareBest: step64.bestGflops / matmul.bestGflops,
       shareMedian: step64.medianGflops / matmul.medianGflops,
       shareMedianGraphOnly: (rows * stepFlops(c, Lt)) / graph64 / 1e6 / matmul.medianGflops,
@@ -603,6 +628,20 @@ function report(
         '',
         e.prefill.medianMs + e.step1.medianMs,
         `${e.cacheSpeedup.toFixed(1)}×`,
+      ],
+    ],
+  );
+  const pb = e.prefillBatch;
+  printTable(
+    `A''. prefill of sessions' prompts (length ${pb.promptLength}) for one expert: alone vs ${pb.prompts} in one batched run`,
+    ['run', 'median ms per prompt', 'median GFLOP/s', 'speedup'],
+    [
+      ['one prompt per run', pb.single.medianMs, pb.single.medianGflops, '1×'],
+      [
+        `${pb.prompts} prompts per run`,
+        pb.perPromptBatched.medianMs,
+        pb.perPromptBatched.medianGflops,
+        `${pb.speedup.toFixed(2)}×`,
       ],
     ],
   );

@@ -1,47 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { StepBatcher } from './batcher.ts';
 import type { StepJob } from './jobs.ts';
-import type { Dispatch, JobRunner } from './worker-pool.ts';
+import { ManualRunner } from '../test/manual-runner.ts';
 
 const H = 3;
 
-/**
- * A one-worker runner the test drives by hand: `free()` lets the worker take the next queued item, and
- * `finish()` completes the job it runs with y[b] = h[b] · 10 + expert.
- */
-class ManualRunner implements JobRunner {
-  queue: (() => Dispatch | undefined)[] = [];
-  running?: Dispatch;
-  jobs: StepJob[] = [];
-
-  schedule(take: () => Dispatch | undefined): void {
-    this.queue.push(take);
-  }
-
-  free(): StepJob | undefined {
-    while (this.queue.length) {
-      const d = this.queue.shift()!();
-      if (d) {
-        this.running = d;
-        this.jobs.push(d.job as StepJob);
-        return d.job as StepJob;
-      }
-    }
-    return undefined;
-  }
-
-  finish(fail?: Error): void {
-    const d = this.running!;
-    this.running = undefined;
-    if (fail) return d.settle({ ok: false, error: fail });
-    const job = d.job as StepJob;
-    d.settle({
-      ok: true,
-      computeUs: 42,
-      result: { kind: 'step', y: job.h.map((x) => x * 10 + job.expert), runs: 1, packUs: 0 },
-    });
-  }
-}
+/** Its jobs answer y[b] = h[b] · 10 + expert. */
+const stepRunner = () =>
+  new ManualRunner<StepJob>((job) => ({
+    kind: 'step',
+    y: job.h.map((x) => x * 10 + job.expert),
+    runs: 1,
+    packUs: 0,
+  }));
 
 const row = (x: number) => Float32Array.from({ length: H }, (_, i) => x + i);
 const cache = (length: number) => ({ k: new Float32Array(length), v: new Float32Array(length), length });
@@ -49,7 +20,7 @@ const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('StepBatcher', () => {
   it('runs rows for one expert from many callers as one batch, each getting its own row back', async () => {
-    const runner = new ManualRunner();
+    const runner = stepRunner();
     const dispatched: number[] = [];
     const b = new StepBatcher(runner, {
       maxBatch: 8,
@@ -75,7 +46,7 @@ describe('StepBatcher', () => {
   });
 
   it('keeps experts apart and cuts batches at maxBatch', async () => {
-    const runner = new ManualRunner();
+    const runner = stepRunner();
     const b = new StepBatcher(runner, { maxBatch: 2, maxWaitMs: 1000, hidden: H });
     const ps = [
       b.submit(0, row(1), cache(1)),
@@ -96,7 +67,7 @@ describe('StepBatcher', () => {
   });
 
   it('lets rows that arrive while the worker is busy join the next batch', async () => {
-    const runner = new ManualRunner();
+    const runner = stepRunner();
     const b = new StepBatcher(runner, { maxBatch: 64, maxWaitMs: 0, hidden: H });
     const first = b.submit(5, row(0), cache(1));
     expect(runner.free()!.rows).toHaveLength(1);
@@ -111,7 +82,7 @@ describe('StepBatcher', () => {
   });
 
   it('fails every row of a failed batch with its error', async () => {
-    const runner = new ManualRunner();
+    const runner = stepRunner();
     const b = new StepBatcher(runner, { maxBatch: 2, maxWaitMs: 0, hidden: H });
     const ps = [b.submit(0, row(1), cache(1)), b.submit(0, row(2), cache(1))].map((p) =>
       p.catch((e: Error) => e.message),

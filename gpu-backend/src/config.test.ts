@@ -62,6 +62,7 @@ describe('parseOptions', () => {
   it.each([
     [['--port', '70000'], '--port: expected an integer in 0..65535, found "70000"'],
     [['--max-batch', '0'], '--max-batch: expected an integer in 1..4096, found "0"'],
+    [['--max-prefill-tokens', '0'], '--max-prefill-tokens: expected an integer in 1..1048576, found "0"'],
     [['--workers', '1.5'], '--workers: expected an integer in 1..64, found "1.5"'],
     [['--provider', 'gpu'], '--provider: expected one of auto, cuda, webgpu, cpu, found "gpu"'],
     [['--compute', 'int4'], '--compute: expected one of f32, int8, int8-dynamic, found "int4"'],

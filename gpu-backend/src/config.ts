@@ -35,6 +35,8 @@ export interface ServerOptions {
   maxBatch: number;
   /** Longest a step waits for others to join its batch. */
   maxWaitMs: number;
+  /** Prompts × the longest prompt's tokens, at most, per batched prefill of one expert. */
+  maxPrefillTokens: number;
   /** Most expert rows admitted and not yet running; past it the server answers 429. */
   queueLimit: number;
   /** Largest request body accepted; past it the server answers 413. */
@@ -61,6 +63,7 @@ export const DEFAULTS = {
   cacheBytes: 1 << 30,
   maxBatch: 64,
   maxWaitMs: 2,
+  maxPrefillTokens: 1024,
   queueLimit: 1024,
   maxBodyBytes: 8 << 20,
   authWindowMs: 60_000,
@@ -113,6 +116,11 @@ const FLAGS: Record<string, Flag> = {
     env: 'MAX_WAIT_MS',
     type: 'string',
     help: `batching window (default ${DEFAULTS.maxWaitMs})`,
+  },
+  'max-prefill-tokens': {
+    env: 'MAX_PREFILL_TOKENS',
+    type: 'string',
+    help: `padded prompt tokens per batched prefill; a longer prompt runs alone (default ${DEFAULTS.maxPrefillTokens})`,
   },
   'queue-limit': {
     env: 'QUEUE_LIMIT',
@@ -297,6 +305,7 @@ export function parseOptions(
       cacheBytes: bytes('cache-bytes', DEFAULTS.cacheBytes, 0),
       maxBatch: int('max-batch', DEFAULTS.maxBatch, 1, 4096),
       maxWaitMs: int('max-wait-ms', DEFAULTS.maxWaitMs, 0, 60_000),
+      maxPrefillTokens: int('max-prefill-tokens', DEFAULTS.maxPrefillTokens, 1, 1 << 20),
       queueLimit: int('queue-limit', DEFAULTS.queueLimit, 1),
       maxBodyBytes: bytes('max-body-bytes', DEFAULTS.maxBodyBytes, 1024),
       secret: secret?.text || undefined,

@@ -18,18 +18,27 @@ export type WorkerReady =
   | { type: 'ready'; provider: ResolvedProvider; fallback?: string }
   | { type: 'init-failed'; error: { name: string; message: string } };
 
-/** Prefill of one prompt: tokens [L] → K and V [layers, heads, L, dh], the step graph's cache layout. */
+/**
+ * Prefill of one or more prompts for one expert, in one batched run (the prompts padded to the longest):
+ * each prompt's tokens [L] → its K and V [layers, heads, L, dh], the step graph's cache layout.
+ */
 export interface PrefillJob {
   kind: 'prefill';
   expert: number;
-  tokens: Int32Array;
+  prompts: Int32Array[];
+}
+
+/** One prompt's cache, in SharedArrayBuffers so that any worker's step batch reads it without a copy. */
+export interface PromptKv {
+  length: number;
+  k: Float32Array;
+  v: Float32Array;
 }
 
 export interface PrefillResult {
   kind: 'prefill';
-  length: number;
-  k: Float32Array;
-  v: Float32Array;
+  /** In the order of the job's prompts. */
+  caches: PromptKv[];
 }
 
 /**

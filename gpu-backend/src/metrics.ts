@@ -172,6 +172,11 @@ export function serverMetrics(registry = new Registry()) {
       'NEED_PROMPT answers (cache misses without tokens).',
     ),
     prefills: registry.counter('switchyard_gpu_prefills_total', 'Prompt prefills run, by expert.'),
+    prefillBatchSize: registry.histogram(
+      'switchyard_gpu_prefill_batch_size',
+      'Prompts per batched prefill run.',
+      [1, 2, 4, 8, 16, 32, 64],
+    ),
     authFailures: registry.counter(
       'switchyard_gpu_auth_failures_total',
       'Requests refused with 401, by reason.',

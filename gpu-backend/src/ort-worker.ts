@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import {
-  buildExpertPrefill,
+  buildExpertPrefillBatch,
   buildExpertStateless,
   buildExpertStep,
   readWeights,
@@ -17,6 +17,7 @@ import type {
   Job,
   JobResult,
   PrefillJob,
+  PromptKv,
   ResolvedProvider,
   StatelessJob,
   StepJob,
@@ -173,7 +174,7 @@ class Worker {
     const sessions = new Map<number, ExpertSessions>();
     for (const e of init.experts) {
       sessions.set(e, {
-        prefill: await factory.open(buildExpertPrefill(src, e, o)),
+        prefill: await factory.open(buildExpertPrefillBatch(src, e, o)),
         step: await factory.open(buildExpertStep(src, e, o)),
         stateless: await factory.open(buildExpertStateless(src, e, o)),
       });
@@ -200,22 +201,49 @@ class Worker {
   }
 
   private async prefill(job: PrefillJob): Promise<JobResult> {
-    const L = job.tokens.length;
-    const tokens = new ort.Tensor(
-      'int64',
-      BigInt64Array.from(job.tokens, (t) => BigInt(t)),
-      [L],
+    const B = job.prompts.length;
+    const empty = job.prompts.findIndex((t) => t.length === 0);
+    if (B === 0 || empty >= 0)
+      throw new RangeError(
+        `prefill: expected one or more prompts of at least one token, found ${B === 0 ? 'no prompts' : `an empty prompt at ${empty}`}`,
+      );
+    const P = Math.max(...job.prompts.map((t) => t.length));
+    // Padding repeats token 0, a valid id; the graph's mask keeps it out of every real position.
+    const tokens = new BigInt64Array(B * P);
+    job.prompts.forEach((t, b) => t.forEach((id, i) => (tokens[b * P + i] = BigInt(id))));
+    const out = await this.expert(job.expert).prefill.run(
+      {
+        tokens: new ort.Tensor('int64', tokens, [B, P]),
+        prompt_len: new ort.Tensor(
+          'int64',
+          BigInt64Array.from(job.prompts, (t) => BigInt(t.length)),
+          [B],
+        ),
+      },
+      ['k', 'v'],
     );
-    const out = await this.expert(job.expert).prefill.run({ tokens }, ['k', 'v']);
-    const n = out.k.data.length;
-    // Shared memory: the cache keeps these, and any worker's step batch reads them without a copy. They are
-    // already in the step graph's layout ([layers, heads, L, dh]), so storing them costs nothing per step.
+    const k = out.k.data as Float32Array;
+    const v = out.v.data as Float32Array;
+    return { kind: 'prefill', caches: job.prompts.map((t, b) => this.unpadRow(k, v, B, P, b, t.length)) };
+  }
+
+  /**
+   * Row b of the batch's k, v [layers, B, heads, P, dh] as its own cache [layers, heads, L, dh], in shared
+   * memory: the cache keeps it, and any worker's step batch reads it without a copy.
+   */
+  private unpadRow(k: Float32Array, v: Float32Array, B: number, P: number, b: number, L: number): PromptKv {
+    const { layers, heads, dh } = this.shape;
+    const n = layers * heads * L * dh;
     const shared = new SharedArrayBuffer(2 * n * 4);
-    const k = new Float32Array(shared, 0, n);
-    const v = new Float32Array(shared, n * 4, n);
-    k.set(out.k.data as Float32Array);
-    v.set(out.v.data as Float32Array);
-    return { kind: 'prefill', length: L, k, v };
+    const row = { length: L, k: new Float32Array(shared, 0, n), v: new Float32Array(shared, n * 4, n) };
+    for (let l = 0; l < layers; l++)
+      for (let hd = 0; hd < heads; hd++) {
+        const from = ((l * B + b) * heads + hd) * P * dh;
+        const to = (l * heads + hd) * L * dh;
+        row.k.set(k.subarray(from, from + L * dh), to);
+        row.v.set(v.subarray(from, from + L * dh), to);
+      }
+    return row;
   }
 
   private async step(job: StepJob): Promise<JobResult> {

@@ -10,6 +10,7 @@ import { ConfigError, type ServerOptions } from './config.ts';
 import { createApp, type App } from './http.ts';
 import type { ResolvedProvider } from './jobs.ts';
 import { serverMetrics, type ServerMetrics } from './metrics.ts';
+import { PrefillBatcher } from './prefill-batcher.ts';
 import { PromptCache } from './prompt-cache.ts';
 import { routes } from './routes.ts';
 import { AdmissionQueue, ExpertService } from './service.ts';
@@ -115,11 +116,18 @@ export async function startServer(
       if (ok) metrics.batchComputeSeconds.observe({ expert }, computeUs / 1e6);
     },
   });
+  const prefills = new PrefillBatcher(pool, {
+    maxTokens: o.maxPrefillTokens,
+    onBatch: (expert, prompts, _us, ok) => {
+      if (ok) metrics.prefillBatchSize.observe({ expert }, prompts);
+    },
+  });
   const service = new ExpertService({
     config,
     served: experts,
     cache,
     batcher,
+    prefills,
     runner: pool,
     admission,
     metrics,
@@ -206,7 +214,7 @@ export async function startServer(
   const url = `http://${host}:${port}`;
   const readyLine =
     `switchyard-gpu listening on ${url} (experts ${formatExperts(experts)}, provider ${pool.provider}, ` +
-    `workers ${o.workers}×${o.threads} threads${o.spin ? ' (spinning)' : ''}, compute ${o.compute}, max batch ${o.maxBatch}, max wait ${o.maxWaitMs} ms, ` +
+    `workers ${o.workers}×${o.threads} threads${o.spin ? ' (spinning)' : ''}, compute ${o.compute}, max batch ${o.maxBatch}, max wait ${o.maxWaitMs} ms, prefill batch ${o.maxPrefillTokens} tokens, ` +
     `queue limit ${o.queueLimit}, cache ${formatBytes(o.cacheBytes)}, auth ${verifier ? 'hmac' : 'OFF (--insecure-no-auth)'})`;
 
   let closing: Promise<void> | undefined;

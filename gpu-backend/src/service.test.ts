@@ -1,9 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { preset, promptDigest, type StepRequest, type StepResponse } from '@switchyard/shared';
 import { StepBatcher } from './batcher.ts';
 import { InvalidRequestError, OverloadedError } from './errors.ts';
 import type { Job, StepJob } from './jobs.ts';
 import { serverMetrics } from './metrics.ts';
+import { PrefillBatcher } from './prefill-batcher.ts';
 import { PromptCache } from './prompt-cache.ts';
 import { AdmissionQueue, ExpertService } from './service.ts';
 import type { Dispatch, JobRunner } from './worker-pool.ts';
@@ -18,7 +19,21 @@ const H = config.controller.hidden;
 class FakeRunner implements JobRunner {
   jobs: Job[] = [];
   failPrefill = false;
+  /** While set, the worker is busy: work queues up until resume(). */
+  private held?: (() => Dispatch | undefined)[];
+
+  pause(): void {
+    this.held = [];
+  }
+
+  resume(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const take of held) this.schedule(take);
+  }
+
   schedule(take: () => Dispatch | undefined): void {
+    if (this.held) return void this.held.push(take);
     queueMicrotask(() => {
       const d = take();
       if (!d) return;
@@ -26,17 +41,12 @@ class FakeRunner implements JobRunner {
       const job = d.job;
       if (job.kind === 'prefill') {
         if (this.failPrefill) return d.settle({ ok: false, error: new Error('prefill blew up') });
-        const n = job.tokens.length * 4;
-        return d.settle({
-          ok: true,
-          computeUs: 7,
-          result: {
-            kind: 'prefill',
-            length: job.tokens.length,
-            k: new Float32Array(n),
-            v: new Float32Array(n),
-          },
-        });
+        const caches = job.prompts.map((t) => ({
+          length: t.length,
+          k: new Float32Array(t.length * 4),
+          v: new Float32Array(t.length * 4),
+        }));
+        return d.settle({ ok: true, computeUs: 7, result: { kind: 'prefill', caches } });
       }
       const s = job as StepJob;
       d.settle({
@@ -57,16 +67,18 @@ function setup(queueLimit = 100) {
     hidden: H,
     onDispatch: (_e, n) => admission.release(n),
   });
+  const prefills = new PrefillBatcher(runner, { maxTokens: 64 });
   const service = new ExpertService({
     config,
     served: [0, 1, 3],
     cache: new PromptCache(1 << 20),
     batcher,
+    prefills,
     runner,
     admission,
     metrics: serverMetrics(),
   });
-  return { runner, admission, service };
+  return { runner, admission, service, prefills };
 }
 
 const tokens = [256, 5, 6, 7];
@@ -109,6 +121,24 @@ describe('ExpertService', () => {
       [1, 2, 3].map(async (step) => service.step(await request({ step, tokens, experts: [1], gates: [1] }))),
     );
     expect(runner.jobs.filter((j) => j.kind === 'prefill')).toHaveLength(1);
+  });
+
+  it("batches different sessions' prefills of one expert into one run", async () => {
+    const { service, runner, prefills } = setup();
+    runner.pause();
+    const pending = Promise.all(
+      ['a', 'b', 'c'].map(async (sessionId) => service.step(await request({ sessionId, tokens }))),
+    );
+    await vi.waitFor(() => expect(prefills.queued).toBe(6));
+    runner.resume();
+    const rs = await pending;
+    expect(rs.every((r) => r.type === 'step-response')).toBe(true);
+    const runs = runner.jobs.filter((j) => j.kind === 'prefill');
+    // Experts 0 and 3, each one run for the three sessions.
+    expect(runs.map((j) => [j.expert, j.prompts.length])).toEqual([
+      [0, 3],
+      [3, 3],
+    ]);
   });
 
   it('refuses unserved experts and wrong digests before doing any work', async () => {

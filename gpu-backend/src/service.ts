@@ -12,9 +12,10 @@ import {
 import type { StepBatcher } from './batcher.ts';
 import { InternalError, InvalidRequestError, OverloadedError } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
+import type { PrefillBatcher } from './prefill-batcher.ts';
 import type { PromptCache, PromptEntry } from './prompt-cache.ts';
 import type { JobRunner } from './worker-pool.ts';
-import type { JobResult, StatelessJob } from './jobs.ts';
+import type { JobResult } from './jobs.ts';
 
 export interface ServiceOptions {
   config: ModelConfig;
@@ -22,6 +23,8 @@ export interface ServiceOptions {
   served: readonly number[];
   cache: PromptCache;
   batcher: StepBatcher;
+  /** Prefills of one expert from several sessions run as one batch. */
+  prefills: PrefillBatcher;
   runner: JobRunner;
   /** Shared with the batcher, which releases rows as it hands them to a worker. */
   admission: AdmissionQueue;
@@ -174,18 +177,10 @@ export class ExpertService {
     let p = this.prefilling.get(key);
     if (!p) {
       const t0 = performance.now();
-      p = this.runJob({ kind: 'prefill', expert, tokens: Int32Array.from(tokens) })
-        .then(({ result, computeUs }) => {
-          if (result.kind !== 'prefill')
-            throw new InternalError(`prefill: expected a prefill result, found ${result.kind}`);
-          const entry: PromptEntry = {
-            sessionId,
-            expert,
-            digest,
-            length: result.length,
-            k: result.k,
-            v: result.v,
-          };
+      p = this.o.prefills
+        .submit(expert, Int32Array.from(tokens))
+        .then(({ cache: kv, computeUs }) => {
+          const entry: PromptEntry = { sessionId, expert, digest, ...kv };
           // Cached for later steps; this request uses the entry directly, so an eviction cannot fail it.
           this.o.cache.set(entry);
           this.o.metrics.prefills.inc({ expert });
@@ -196,15 +191,6 @@ export class ExpertService {
       this.prefilling.set(key, p);
     }
     return p;
-  }
-
-  private runJob(job: StatelessJob | { kind: 'prefill'; expert: number; tokens: Int32Array }) {
-    return new Promise<{ result: JobResult; computeUs: number }>((resolve, reject) =>
-      this.o.runner.schedule(() => ({
-        job,
-        settle: (o) => (o.ok ? resolve({ result: o.result, computeUs: o.computeUs }) : reject(o.error)),
-      })),
-    );
   }
 
   /** The stateless expert-{e} model for B padded prompts: y [B, H]. Inputs are already validated. */

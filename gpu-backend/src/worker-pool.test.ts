@@ -4,7 +4,7 @@ import { readWeights, ReferenceModel, toHeadsLayout } from '@switchyard/shared';
 import { StepBatcher } from './batcher.ts';
 import type { ComputeMode } from './config.ts';
 import { InternalError } from './errors.ts';
-import type { PrefillResult, StatelessResult, StepResult } from './jobs.ts';
+import type { PrefillResult, PromptKv, StatelessResult, StepResult } from './jobs.ts';
 import { planStepGroups, stepGroupCost } from './step-batch.ts';
 import { WorkerPool } from './worker-pool.ts';
 
@@ -35,6 +35,16 @@ async function pool(compute: ComputeMode): Promise<WorkerPool> {
   return p;
 }
 
+/** Prefills of `expert` for the prompts, in one batched job. */
+async function prefill(p: WorkerPool, expert: number, ...prompts: number[][]): Promise<PromptKv[]> {
+  const { result } = await p.run({
+    kind: 'prefill',
+    expert,
+    prompts: prompts.map((t) => Int32Array.from(t)),
+  });
+  return (result as PrefillResult).caches;
+}
+
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let m = a.length === b.length ? 0 : Infinity;
   for (let i = 0; i < a.length; i++)
@@ -46,15 +56,11 @@ const prompts = [[256, 10, 20], [256, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [256]];
 const hs = prompts.map((_, i) => Float32Array.from({ length: H }, (_, j) => Math.sin(i * 31 + j)));
 
 describe.each<ComputeMode>(['f32', 'int8'])('WorkerPool with %s weights', (compute) => {
-  it('prefills, then steps rows of different prompt lengths in one batch, like the reference', async () => {
+  it('prefills prompts of different lengths in one batch, then steps them in one batch, like the reference', async () => {
     const p = await pool(compute);
     if (p.provider === 'cpu') expect(p.fallback ?? 'cpu chosen').toBeTruthy();
-    const caches = await Promise.all(
-      prompts.map(
-        async (t) =>
-          (await p.run({ kind: 'prefill', expert: 3, tokens: Int32Array.from(t) })).result as PrefillResult,
-      ),
-    );
+    const caches = await prefill(p, 3, ...prompts);
+    expect(caches).toHaveLength(prompts.length);
     caches.forEach((c, i) => {
       const ref = model.expertPrefill(3, prompts[i]);
       expect(c.length).toBe(prompts[i].length);
@@ -108,8 +114,7 @@ describe('WorkerPool under a batcher', () => {
   it('runs every row when more rows are queued than one batch takes', async () => {
     // Each take() leaves rows behind and schedules again from inside the pool's dispatch loop.
     const p = await pool('f32');
-    const cache = (await p.run({ kind: 'prefill', expert: 1, tokens: Int32Array.from(prompts[1]) }))
-      .result as PrefillResult;
+    const [cache] = await prefill(p, 1, prompts[1]);
     const batcher = new StepBatcher(p, { maxBatch: 2, maxWaitMs: 0, hidden: H });
     const rows = await Promise.all(hs.concat(hs, hs).map((h) => batcher.submit(1, h, cache)));
     expect(rows).toHaveLength(9);
@@ -133,12 +138,7 @@ describe('WorkerPool step batches of very different prompt lengths', () => {
       stepGroupCost(file.config.experts),
     );
     expect(plan).toEqual([[0, 2, 3], [1]]);
-    const caches = await Promise.all(
-      batch.map(
-        async (t) =>
-          (await p.run({ kind: 'prefill', expert: 3, tokens: Int32Array.from(t) })).result as PrefillResult,
-      ),
-    );
+    const caches = await Promise.all(batch.map(async (t) => (await prefill(p, 3, t))[0]));
     const xs = batch.map((_, i) => Float32Array.from({ length: H }, (_, j) => Math.cos(i * 7 + j)));
     const h = new Float32Array(batch.length * H);
     xs.forEach((x, b) => h.set(x, b * H));
@@ -155,13 +155,15 @@ describe('WorkerPool step batches of very different prompt lengths', () => {
 describe('WorkerPool failures', () => {
   it('fails a job the worker cannot run with InternalError, and keeps serving', async () => {
     const p = await pool('f32');
-    const err = await p
-      .run({ kind: 'prefill', expert: 0, tokens: Int32Array.of(1) })
-      .catch((e: unknown) => e);
+    const err = await prefill(p, 0, [1]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InternalError);
     expect((err as Error).message).toMatch(/expert 0: not loaded in this worker; it holds \[1,3\]/);
-    const ok = await p.run({ kind: 'prefill', expert: 1, tokens: Int32Array.of(256) });
-    expect((ok.result as PrefillResult).length).toBe(1);
+    const empty = await prefill(p, 1, [256], []).catch((e: unknown) => e);
+    expect((empty as Error).message).toMatch(
+      /prefill: expected one or more prompts of at least one token, found an empty prompt at 1/,
+    );
+    const [ok] = await prefill(p, 1, [256]);
+    expect(ok.length).toBe(1);
   });
 
   it('refuses weights outside shared memory', async () => {

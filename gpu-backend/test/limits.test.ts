@@ -34,6 +34,7 @@ beforeAll(async () => {
     SWITCHYARD_GPU_EXPERTS: '0-1',
     SWITCHYARD_GPU_QUEUE_LIMIT: '3',
     SWITCHYARD_GPU_MAX_WAIT_MS: '1500',
+    SWITCHYARD_GPU_MAX_PREFILL_TOKENS: '512',
     SWITCHYARD_GPU_INSECURE_NO_AUTH: '1',
   });
   http = new TierHttp(server.url);
@@ -53,7 +54,7 @@ async function waitForDepth(n: number): Promise<void> {
 
 describe('an expert shard with a queue limit', () => {
   it('takes its settings from SWITCHYARD_GPU_* variables', () => {
-    expect(server.readyLine).toMatch(/experts 0-1,.*max wait 1500 ms, queue limit 3,/);
+    expect(server.readyLine).toMatch(/experts 0-1,.*max wait 1500 ms, prefill batch 512 tokens, queue limit 3,/);
   });
 
   it('refuses experts it does not host with 400 InvalidRequest, on both protocols', async () => {

@@ -9,6 +9,7 @@ import { Rng } from '../random.ts';
 import { ReferenceModel, type PromptCache } from '../reference.ts';
 import {
   buildExpertPrefill,
+  buildExpertPrefillBatch,
   buildExpertStateless,
   buildExpertStep,
   INT8_DYNAMIC_REL_TOL,
@@ -53,6 +54,7 @@ interface Setup {
   src: WeightSource;
   ref: ReferenceModel;
   prefill: Uint8Array;
+  prefillBatch: Uint8Array;
   step: Uint8Array;
   stateless: Uint8Array;
 }
@@ -68,6 +70,7 @@ function setup(scheme: 'f32' | 'int8'): Setup {
       src,
       ref,
       prefill: buildExpertPrefill(src, EXPERT),
+      prefillBatch: buildExpertPrefillBatch(src, EXPERT),
       step: buildExpertStep(src, EXPERT),
       stateless: buildExpertStateless(src, EXPERT),
     };
@@ -127,6 +130,37 @@ describe.each(RUNTIMES)('expert graphs in %s', (runtime) => {
         expect(maxAbsDiff(got.k.data, headsOf(want.k, L))).toBeLessThanOrEqual(tol);
         expect(maxAbsDiff(got.v.data, headsOf(want.v, L))).toBeLessThanOrEqual(tol);
       }
+      await s.release();
+    });
+
+    it('batched prefill gives each of 3 prompts (1, 7, 20) padded to P=24 its own k and v', async () => {
+      const { ref, prefillBatch } = setup(scheme);
+      const s = await createSession(runtime, prefillBatch);
+      const pad = new Rng(8); // any valid token ids: the mask keeps them out of the real positions
+      const tokens = prompts.flatMap((p) => [
+        ...p,
+        ...Array.from({ length: P - p.length }, () => Math.floor(pad.next() * cfg.vocab)),
+      ]);
+      const got = await s.run({
+        tokens: i64(tokens, [prompts.length, P]),
+        prompt_len: i64(prompts.map((p) => p.length)),
+      });
+      const dh = D / heads;
+      expect(got.k.dims).toEqual([layers, prompts.length, heads, P, dh]);
+      expect(got.v.dims).toEqual([layers, prompts.length, heads, P, dh]);
+      // Row b's first L positions of every layer and head: [layers, heads, L, dh] like the single prefill.
+      const rowOfBatch = (x: ArrayLike<number>, b: number, L: number) =>
+        Float32Array.from({ length: layers * heads * L * dh }, (_, i) => {
+          const [lh, j] = [Math.floor(i / (L * dh)), i % (L * dh)];
+          const [l, hd] = [Math.floor(lh / heads), lh % heads];
+          return x[((l * prompts.length + b) * heads + hd) * P * dh + j];
+        });
+      prompts.forEach((p, b) => {
+        const want = ref.expertPrefill(EXPERT, p);
+        const L = p.length;
+        expect(maxAbsDiff(rowOfBatch(got.k.data, b, L), headsOf(want.k, L))).toBeLessThanOrEqual(tol);
+        expect(maxAbsDiff(rowOfBatch(got.v.data, b, L), headsOf(want.v, L))).toBeLessThanOrEqual(tol);
+      });
       await s.release();
     });
 

@@ -241,6 +241,51 @@ export function buildExpertPrefill(
   return g.build({ graphName: `expert-${e}-prefill`, doc: docFor(src, e, 'prefill') });
 }
 
+/**
+ * The serving prefill of expert e for B prompts at once: tokens [B, P] (row b's prompt in its first
+ * prompt_len[b] entries, padded with any valid token id), prompt_len [B] → k, v [layers, B, heads, P, dh].
+ * Row b's first prompt_len[b] positions equal buildExpertPrefill's k/v for its prompt alone; the rest is
+ * finite padding. Only what the cache needs is computed: the last layer stops at its K/V projection, and
+ * there is no `out` (about 1/layers of the prefill's work less than buildExpertPrefill).
+ */
+export function buildExpertPrefillBatch(
+  src: WeightSource,
+  e: number,
+  options: ExpertGraphOptions = {},
+): Uint8Array {
+  const c = context(src, e, options);
+  const { g, w, D, heads, layers } = c;
+  const dh = D / heads;
+  const tokens = g.input('tokens', 'int64', ['B', 'P'], 'prompt token ids per row, padded to P');
+  const promptLen = g.input('prompt_len', 'int64', ['B'], 'prompt length per row, 1 ≤ prompt_len ≤ P ≤ Lmax');
+  const P = dimScalar(c, tokens, 1);
+  let x = embedPrompt(c, tokens, g.op('Unsqueeze', [P, g.ints([0])])); // [B, P, D]
+  // Every position, padding included, sees exactly its row's real prompt keys: real positions compute
+  // what a prefill of that prompt alone computes, padded ones stay finite.
+  const j = g.op('Range', [g.ints([0], true), P, g.ints([1], true)]);
+  const real = g.op('Less', [j, g.op('Unsqueeze', [promptLen, g.ints([1])])]); // [B, P]
+  const mask = g.op('Unsqueeze', [additive(c, real), g.ints([1, 2])]); // [B, 1, 1, P]
+  const ks: string[] = [];
+  const vs: string[] = [];
+  const keep = (kh: string, vh: string) => {
+    ks.push(g.op('Unsqueeze', [kh, g.ints([0])])); // [1, B, heads, P, dh]
+    vs.push(g.op('Unsqueeze', [vh, g.ints([0])]));
+  };
+  for (let l = 0; l < layers - 1; l++) x = emitLayer(c, l, x, selfAttention(c, mask, keep));
+  // The last layer's keys and values are all the cache holds of it.
+  const p = layerPrefix(e, layers - 1);
+  const qkv = linear(c, w.layerNorm(x, `${p}.ln1.g`, `${p}.ln1.b`), `${p}.attn.wqkv`, `${p}.attn.bqkv`);
+  const [, k, v] = g.node('Split', [qkv, g.ints([D, D, D])], { axis: -1 }, 3);
+  keep(splitHeads(c, k), splitHeads(c, v));
+  const dims = [layers, 'B', heads, 'P', dh];
+  g.output(g.op('Concat', ks, { axis: 0 }), 'k', 'float32', dims, 'keys per layer, row and head');
+  g.output(g.op('Concat', vs, { axis: 0 }), 'v', 'float32', dims, 'values per layer, row and head');
+  return g.build({
+    graphName: `expert-${e}-prefill-batch`,
+    doc: docFor(src, e, 'batched prefill (K/V only)'),
+  });
+}
+
 /** Names of the step graph's cache inputs for layer l. */
 export const stepCacheInputs = (l: number) => ({ k: `past_k_${l}`, v: `past_v_${l}` });
 
