@@ -3,7 +3,7 @@
 // their layers through emitLayer, so they share one definition of the math in reference.ts; they differ
 // only in how a layer's queries reach their keys (selfAttention, cachedAttention).
 import { expertPrefix, layerPrefix } from '../params.ts';
-import { GraphBuilder, OnnxBuildError } from './graph.ts';
+import { GraphBuilder, OnnxBuildError, type Dim } from './graph.ts';
 import { WeightEmitter, type WeightSource } from './weights.ts';
 
 /** Added to the scores of keys a query must not see; exp() of it underflows to exactly 0 in float32. */
@@ -104,12 +104,19 @@ function splitHeads(c: Ctx, x: string): string {
 /** Maps a layer's q, k, v (heads concatenated along the last axis) to its attention output, same shape. */
 type Attend = (q: string, k: string, v: string) => string;
 
-/** One pre-LN layer on x [..., D]; `attend` decides which keys each query sees. */
-function emitLayer(c: Ctx, l: number, x: string, attend: Attend): string {
+/** Layer l's queries, keys and values of x [..., D] (LN1, then the joint projection), heads concatenated. */
+function projectQkv(c: Ctx, l: number, x: string): string[] {
   const { g, w, D } = c;
   const p = layerPrefix(c.e, l);
   const qkv = linear(c, w.layerNorm(x, `${p}.ln1.g`, `${p}.ln1.b`), `${p}.attn.wqkv`, `${p}.attn.bqkv`);
-  const [q, k, v] = g.node('Split', [qkv, g.ints([D, D, D])], { axis: -1 }, 3);
+  return g.node('Split', [qkv, g.ints([D, D, D])], { axis: -1 }, 3);
+}
+
+/** One pre-LN layer on x [..., D]; `attend` decides which keys each query sees. */
+function emitLayer(c: Ctx, l: number, x: string, attend: Attend): string {
+  const { g, w } = c;
+  const p = layerPrefix(c.e, l);
+  const [q, k, v] = projectQkv(c, l, x);
   const x1 = g.op('Add', [x, linear(c, attend(q, k, v), `${p}.attn.wo`, `${p}.attn.bo`)]);
   const f = g.op('Gelu', [
     linear(c, w.layerNorm(x1, `${p}.ln2.g`, `${p}.ln2.b`), `${p}.ffn.w1`, `${p}.ffn.b1`),
@@ -210,6 +217,28 @@ function docFor(src: WeightSource, e: number, what: string): string {
 }
 
 /**
+ * Collects every layer's keys and values in heads layout (selfAttention's `keep`) and emits them as the
+ * graph's k and v outputs, layers first. `stack`: how a layer's [B, heads, T, dh] joins the others, along
+ * its own batch axis (B = 1: [layers, heads, T, dh]) or along a new one ([layers, B, heads, T, dh]).
+ */
+function cacheOutputs(c: Ctx, stack: 'batch-axis' | 'new-axis') {
+  const { g } = c;
+  const ks: string[] = [];
+  const vs: string[] = [];
+  const lift = (x: string) => (stack === 'new-axis' ? g.op('Unsqueeze', [x, g.ints([0])]) : x);
+  return {
+    keep: (kh: string, vh: string) => {
+      ks.push(lift(kh));
+      vs.push(lift(vh));
+    },
+    emit: (dims: Dim[], per: string) => {
+      g.output(g.op('Concat', ks, { axis: 0 }), 'k', 'float32', dims, `keys per ${per}`);
+      g.output(g.op('Concat', vs, { axis: 0 }), 'v', 'float32', dims, `values per ${per}`);
+    },
+  };
+}
+
+/**
  * Prefill of expert e: tokens [L] → out [L, D] (LN_f of the last layer), k and v [layers, heads, L, dh]
  * (every layer's prompt keys/values, split into heads: the layout buildExpertStep reads, so the cache is
  * stored as it comes out). L must be in 1..Lmax.
@@ -225,19 +254,12 @@ export function buildExpertPrefill(
   const tokens = g.input('tokens', 'int64', ['L'], 'prompt token ids, 1 ≤ L ≤ Lmax');
   const L = g.op('Shape', [tokens]);
   let x = g.op('Unsqueeze', [embedPrompt(c, tokens, L), g.ints([0])]); // [1, L, D]
-  const ks: string[] = [];
-  const vs: string[] = [];
-  const keep = (kh: string, vh: string) => {
-    ks.push(kh); // [1, heads, L, dh]
-    vs.push(vh);
-  };
-  for (let l = 0; l < layers; l++) x = emitLayer(c, l, x, selfAttention(c, undefined, keep));
+  const cache = cacheOutputs(c, 'batch-axis');
+  for (let l = 0; l < layers; l++) x = emitLayer(c, l, x, selfAttention(c, undefined, cache.keep));
   const pre = expertPrefix(e);
   const out = g.op('Squeeze', [w.layerNorm(x, `${pre}.ln_f.g`, `${pre}.ln_f.b`), g.ints([0])]);
-  const dims = [layers, heads, 'L', dh];
   g.output(out, 'out', 'float32', ['L', D], 'LN_f of the last layer: the prompt encoding');
-  g.output(g.op('Concat', ks, { axis: 0 }), 'k', 'float32', dims, 'keys per layer and head');
-  g.output(g.op('Concat', vs, { axis: 0 }), 'v', 'float32', dims, 'values per layer and head');
+  cache.emit([layers, heads, 'L', dh], 'layer and head');
   return g.build({ graphName: `expert-${e}-prefill`, doc: docFor(src, e, 'prefill') });
 }
 
@@ -254,7 +276,7 @@ export function buildExpertPrefillBatch(
   options: ExpertGraphOptions = {},
 ): Uint8Array {
   const c = context(src, e, options);
-  const { g, w, D, heads, layers } = c;
+  const { g, D, heads, layers } = c;
   const dh = D / heads;
   const tokens = g.input('tokens', 'int64', ['B', 'P'], 'prompt token ids per row, padded to P');
   const promptLen = g.input('prompt_len', 'int64', ['B'], 'prompt length per row, 1 ≤ prompt_len ≤ P ≤ Lmax');
@@ -265,21 +287,12 @@ export function buildExpertPrefillBatch(
   const j = g.op('Range', [g.ints([0], true), P, g.ints([1], true)]);
   const real = g.op('Less', [j, g.op('Unsqueeze', [promptLen, g.ints([1])])]); // [B, P]
   const mask = g.op('Unsqueeze', [additive(c, real), g.ints([1, 2])]); // [B, 1, 1, P]
-  const ks: string[] = [];
-  const vs: string[] = [];
-  const keep = (kh: string, vh: string) => {
-    ks.push(g.op('Unsqueeze', [kh, g.ints([0])])); // [1, B, heads, P, dh]
-    vs.push(g.op('Unsqueeze', [vh, g.ints([0])]));
-  };
-  for (let l = 0; l < layers - 1; l++) x = emitLayer(c, l, x, selfAttention(c, mask, keep));
+  const cache = cacheOutputs(c, 'new-axis');
+  for (let l = 0; l < layers - 1; l++) x = emitLayer(c, l, x, selfAttention(c, mask, cache.keep));
   // The last layer's keys and values are all the cache holds of it.
-  const p = layerPrefix(e, layers - 1);
-  const qkv = linear(c, w.layerNorm(x, `${p}.ln1.g`, `${p}.ln1.b`), `${p}.attn.wqkv`, `${p}.attn.bqkv`);
-  const [, k, v] = g.node('Split', [qkv, g.ints([D, D, D])], { axis: -1 }, 3);
-  keep(splitHeads(c, k), splitHeads(c, v));
-  const dims = [layers, 'B', heads, 'P', dh];
-  g.output(g.op('Concat', ks, { axis: 0 }), 'k', 'float32', dims, 'keys per layer, row and head');
-  g.output(g.op('Concat', vs, { axis: 0 }), 'v', 'float32', dims, 'values per layer, row and head');
+  const [, k, v] = projectQkv(c, layers - 1, x);
+  cache.keep(splitHeads(c, k), splitHeads(c, v));
+  cache.emit([layers, 'B', heads, 'P', dh], 'layer, row and head');
   return g.build({
     graphName: `expert-${e}-prefill-batch`,
     doc: docFor(src, e, 'batched prefill (K/V only)'),
