@@ -146,6 +146,12 @@ export async function startServer(
     'gauge',
     () => batcher.queued,
   );
+  r.sampled(
+    'switchyard_gpu_prefill_queued_prompts',
+    'Prompts waiting in the per-expert prefill queues.',
+    'gauge',
+    () => prefills.queued,
+  );
   r.sampled('switchyard_gpu_workers_busy', 'ORT workers running a job.', 'gauge', () => pool.busy);
   r.sampled('switchyard_gpu_cache_hits_total', 'Prompt-cache hits.', 'counter', () => cache.stats().hits);
   r.sampled(

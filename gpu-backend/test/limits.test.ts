@@ -54,7 +54,9 @@ async function waitForDepth(n: number): Promise<void> {
 
 describe('an expert shard with a queue limit', () => {
   it('takes its settings from SWITCHYARD_GPU_* variables', () => {
-    expect(server.readyLine).toMatch(/experts 0-1,.*max wait 1500 ms, prefill batch 512 tokens, queue limit 3,/);
+    expect(server.readyLine).toMatch(
+      /experts 0-1,.*max wait 1500 ms, prefill batch 512 tokens, queue limit 3,/,
+    );
   });
 
   it('refuses experts it does not host with 400 InvalidRequest, on both protocols', async () => {

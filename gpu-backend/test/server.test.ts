@@ -116,6 +116,8 @@ describe('switchyard-gpu server', () => {
     const before = await metrics();
     const batchesBefore = metricValue(before, 'switchyard_gpu_batch_size_count');
     const singlesBefore = metricValue(before, 'switchyard_gpu_batch_size_bucket', { le: '1' });
+    const delta = (after: string, name: string, labels?: Record<string, string>) =>
+      metricValue(after, name, labels) - metricValue(before, name, labels);
     const c = client();
     const sessions = Array.from({ length: 8 }, (_, s) => ({
       id: `batch-${s}`,
@@ -160,6 +162,16 @@ describe('switchyard-gpu server', () => {
         metricValue(before, 'switchyard_gpu_batch_size_sum'),
     ).toBe(64);
     expect(batches - singles).toBeGreaterThan(0);
+    // Prefills (prompts of 6 to 41 tokens, each session's experts on first use) are batched across sessions
+    // too, and every one of them went through a batch: the results above matched the reference.
+    const prefills = delta(after, 'switchyard_gpu_prefills_total');
+    expect(prefills).toBeGreaterThan(0);
+    expect(delta(after, 'switchyard_gpu_prefill_batch_size_sum')).toBe(prefills);
+    expect(
+      delta(after, 'switchyard_gpu_prefill_batch_size_count') -
+        delta(after, 'switchyard_gpu_prefill_batch_size_bucket', { le: '1' }),
+    ).toBeGreaterThan(0);
+    expect(metricValue(after, 'switchyard_gpu_prefill_queued_prompts')).toBe(0);
   });
 
   it('answers NEED_PROMPT without a cache, steps after the tokens come, and again after a drop', async () => {
