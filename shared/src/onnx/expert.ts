@@ -267,8 +267,8 @@ export function buildExpertPrefill(
  * The serving prefill of expert e for B prompts at once: tokens [B, P] (row b's prompt in its first
  * prompt_len[b] entries, padded with any valid token id), prompt_len [B] → k, v [layers, B, heads, P, dh].
  * Row b's first prompt_len[b] positions equal buildExpertPrefill's k/v for its prompt alone; the rest is
- * finite padding. Only what the cache needs is computed: the last layer stops at its K/V projection, and
- * there is no `out` (about 1/layers of the prefill's work less than buildExpertPrefill).
+ * finite padding. Only what the cache needs is computed: the last layer stops at its Q/K/V projection,
+ * and there is no `out` (about 3/4 of one layer's work less than buildExpertPrefill).
  */
 export function buildExpertPrefillBatch(
   src: WeightSource,
