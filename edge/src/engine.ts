@@ -141,8 +141,11 @@ export function checkStep(config: ModelConfig, s: GenerationState, r: StepRecord
 }
 
 export interface StepHooks {
-  /** Persists the state after a step. If it throws, the turn stops and nothing of that step is reported. */
-  commit?(state: GenerationState, record: StepRecord): void | Promise<void>;
+  /**
+   * Persists the state after a step (`prev`: the state before it, already persisted). If it throws, the
+   * turn stops and nothing of that step is reported.
+   */
+  commit?(state: GenerationState, record: StepRecord, prev: GenerationState): void | Promise<void>;
   emit(e: TurnEvent): void;
   /** Checked before each step: a deleted session or a gone client stops the turn. */
   cancelled?(): string | null;
@@ -217,7 +220,7 @@ export async function runSteps(
     }
     checkStep(ctx.config, r.state, r.record);
     const t0 = performance.now();
-    await hooks.commit?.(r.state, r.record);
+    await hooks.commit?.(r.state, r.record, state);
     clock.t.persist_us = hooks.commit ? since(t0) : 0;
     state = r.state;
     records.push(r.record);

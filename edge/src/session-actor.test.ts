@@ -6,7 +6,7 @@ import { promptDigest } from '@switchyard/shared/digest';
 import { ReferenceEdge, ReferenceExperts } from '@switchyard/shared/reference';
 import type { Env } from './env.ts';
 import type { SessionActor } from './session-actor.ts';
-import { decodeCtrl, type CtrlColumns } from './state-codec.ts';
+import { applyStmDelta, decodeCtrl, decodeGen, type CtrlColumns, type GenColumns } from './state-codec.ts';
 import {
   api,
   golden,
@@ -47,6 +47,23 @@ function say(id: string, turn: number, extra: Json = {}, key = KEYS.alice): Prom
       ...extra,
     },
   });
+}
+
+/** The reference's state after the first `steps` steps of the multi-turn case's first turn. */
+async function referenceFirstTurn(steps: number) {
+  const t = multi.turns[0];
+  return generate(
+    {
+      config: referenceModel.config,
+      edge: new ReferenceEdge(referenceModel),
+      experts: new ReferenceExperts(referenceModel),
+      prompt: { tokens: t.prompt_tokens, digest: await promptDigest(t.prompt_tokens) },
+      sessionId: 'ref',
+      requestId: 'ref',
+      options: { ...DEFAULT_GENERATE_OPTIONS, maxTokens: steps, ltmTopN: 0 },
+    },
+    referenceModel.initialState(),
+  );
 }
 
 const tokensOf = (body: Json) => body.switchyard.steps.map((s: Json) => s.token);
@@ -106,19 +123,7 @@ describe('sessions', () => {
   it('stores h, c, m and the STM exactly as the reference leaves them after a turn', async () => {
     const id = await createSession();
     await say(id, 0);
-    const t = multi.turns[0];
-    const ref = await generate(
-      {
-        config: referenceModel.config,
-        edge: new ReferenceEdge(referenceModel),
-        experts: new ReferenceExperts(referenceModel),
-        prompt: { tokens: t.prompt_tokens, digest: await promptDigest(t.prompt_tokens) },
-        sessionId: 'ref',
-        requestId: 'ref',
-        options: { ...DEFAULT_GENERATE_OPTIONS, maxTokens: t.max_tokens, ltmTopN: 0 },
-      },
-      referenceModel.initialState(),
-    );
+    const ref = await referenceFirstTurn(multi.turns[0].max_tokens);
     const stored = await runInDurableObject(stub(id), (_: SessionActor, state: DurableObjectState) =>
       state.storage.sql
         .exec<CtrlColumns>('SELECT h, c, m, stm_keys, stm_values, stm_count, stm_next FROM controller')
@@ -186,6 +191,60 @@ describe('sessions', () => {
     expect(done.status).toBe('idle');
     expect(done.turns).toBe(2);
     expect((await api(`/v1/sessions/${id}/resume`, { json: {} })).status).toBe(409);
+  });
+
+  it('persists a step as its STM writes, not the whole STM: the turn row keeps the STM as the turn started', async () => {
+    const id = await createSession();
+    experts.failWhen = (call) => (call.step === 6 ? unavailable() : null);
+    expect((await say(id, 0)).status).toBe(503);
+    const dim = referenceModel.config.memory.dim;
+    const { turn, deltas } = await runInDurableObject(
+      stub(id),
+      (_: SessionActor, state: DurableObjectState) => ({
+        turn: state.storage.sql.exec<GenColumns>('SELECT * FROM turn').one(),
+        deltas: state.storage.sql
+          .exec<{ stm_delta: ArrayBuffer }>('SELECT stm_delta FROM turn_steps ORDER BY idx')
+          .toArray()
+          .map((r) => r.stm_delta),
+      }),
+    );
+    // Five steps, each one slot (index + key + value), 1 KB against the whole STM's 64 KB at this size.
+    expect(deltas.map((d) => d.byteLength)).toEqual(Array(5).fill((1 + 2 * dim) * 4));
+    const stored = decodeGen(turn, referenceModel.config);
+    expect(Array.from(stored.ctrl.stm.keys)).toEqual(Array.from(referenceModel.initialState().stm.keys));
+    for (const d of deltas) applyStmDelta(stored.ctrl.stm, d, dim);
+    const ref = (await referenceFirstTurn(5)).state.ctrl;
+    expect(Array.from(stored.ctrl.stm.keys)).toEqual(Array.from(ref.stm.keys));
+    expect(Array.from(stored.ctrl.stm.values)).toEqual(Array.from(ref.stm.values));
+    expect([stored.ctrl.stm.count, stored.ctrl.stm.next]).toEqual([ref.stm.count, ref.stm.next]);
+    expect(Array.from(stored.ctrl.h)).toEqual(Array.from(ref.h));
+  });
+
+  it('resumes a turn stored before steps carried STM deltas (the whole STM in the turn row)', async () => {
+    const id = await createSession();
+    experts.failWhen = (call) => (call.step === 6 ? unavailable() : null);
+    expect((await say(id, 0)).status).toBe(503);
+    // Rewrite the stored turn the way the earlier schema held it: the turn row's STM current after step 5,
+    // and turn_steps without the delta column.
+    await runInDurableObject(stub(id), (_: SessionActor, state: DurableObjectState) => {
+      const sql = state.storage.sql;
+      const gen = decodeGen(sql.exec<GenColumns>('SELECT * FROM turn').one(), referenceModel.config);
+      for (const r of sql.exec<{ stm_delta: ArrayBuffer }>('SELECT stm_delta FROM turn_steps ORDER BY idx'))
+        applyStmDelta(gen.ctrl.stm, r.stm_delta, referenceModel.config.memory.dim);
+      sql.exec(
+        'UPDATE turn SET stm_keys = ?, stm_values = ?',
+        gen.ctrl.stm.keys.slice().buffer,
+        gen.ctrl.stm.values.slice().buffer,
+      );
+      sql.exec('ALTER TABLE turn_steps DROP COLUMN stm_delta');
+    });
+    await abortAllDurableObjects();
+    experts.failWhen = null;
+    const res = await api(`/v1/sessions/${id}/resume`, { json: { switchyard: { trace: true } } });
+    const body = (await res.json()) as Json;
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body.switchyard.resumed_at_step).toBe(5);
+    expect(tokensOf(body)).toEqual(multi.turns[0].tokens);
   });
 
   it('a new message after a failure discards the interrupted turn', async () => {

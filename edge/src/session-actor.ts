@@ -29,14 +29,18 @@ import {
 import { memoryStore } from './memory-actor.ts';
 import { getServices, type Services } from './services.ts';
 import {
+  applyStmDelta,
   blobTokens,
   CTRL_COLUMNS,
   decodeCtrl,
   decodeGen,
   encodeCtrl,
   encodeGen,
+  encodeStmDelta,
   GEN_COLUMNS,
+  STEP_GEN_COLUMNS,
   tokensBlob,
+  type Blob,
   type CtrlColumns,
   type GenColumns,
 } from './state-codec.ts';
@@ -167,8 +171,13 @@ export class SessionActor extends DurableObject<Env> {
         y INTEGER NOT NULL, phase TEXT NOT NULL, think_steps INTEGER NOT NULL, steps INTEGER NOT NULL,
         reasoning BLOB NOT NULL, answer BLOB NOT NULL, finish TEXT, rng TEXT NOT NULL, recalled INTEGER NOT NULL
       );
-      CREATE TABLE IF NOT EXISTS turn_steps (idx INTEGER PRIMARY KEY, record TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS turn_steps (idx INTEGER PRIMARY KEY, record TEXT NOT NULL, stm_delta BLOB);
     `);
+    // Sessions stored before steps carried STM deltas: their steps rewrote the turn row's whole STM, so a
+    // NULL delta (nothing to replay) reads them right.
+    const cols = this.sql.exec<{ name: string }>('PRAGMA table_info(turn_steps)').toArray();
+    if (!cols.some((c) => c.name === 'stm_delta'))
+      this.sql.exec('ALTER TABLE turn_steps ADD COLUMN stm_delta BLOB');
   }
 
   /** Runs `fn` after every earlier request of this session has finished. */
@@ -383,18 +392,23 @@ export class SessionActor extends DurableObject<Env> {
     );
   }
 
-  /** Persists one step: the generation state and its record, atomically. */
-  private commitStep(state: GenerationState, record: StepRecord): void {
+  /**
+   * Persists one step atomically: the turn row's state except the STM's slots (it keeps them as the turn
+   * started), and the step's record with the slots it wrote, replayed in order on resume.
+   */
+  private commitStep(state: GenerationState, record: StepRecord, prev: GenerationState, dim: number): void {
     const gen = encodeGen(state);
+    const delta = encodeStmDelta(prev.ctrl.stm, state.ctrl.stm, dim);
     this.ctx.storage.transactionSync(() => {
       this.sql.exec(
-        `UPDATE turn SET ${GEN_COLUMNS.map((c) => `${c} = ?`).join(', ')}, error = NULL WHERE id = 1`,
-        ...GEN_COLUMNS.map((c) => gen[c]),
+        `UPDATE turn SET ${STEP_GEN_COLUMNS.map((c) => `${c} = ?`).join(', ')}, error = NULL WHERE id = 1`,
+        ...STEP_GEN_COLUMNS.map((c) => gen[c]),
       );
       this.sql.exec(
-        'INSERT INTO turn_steps (idx, record) VALUES (?, ?)',
+        'INSERT INTO turn_steps (idx, record, stm_delta) VALUES (?, ?, ?)',
         record.index,
         JSON.stringify(record),
+        delta,
       );
     });
   }
@@ -411,10 +425,14 @@ export class SessionActor extends DurableObject<Env> {
     const options: TurnOptions = JSON.parse(turn.options);
     const memory: MemoryChoice = JSON.parse(session.memory);
     const state = decodeGen(turn, config);
-    const records = this.sql
-      .exec<{ record: string }>('SELECT record FROM turn_steps ORDER BY idx')
-      .toArray()
-      .map((r) => JSON.parse(r.record) as StepRecord);
+    const dim = config.memory.dim;
+    const stored = this.sql
+      .exec<{ record: string; stm_delta: Blob | null }>(
+        'SELECT record, stm_delta FROM turn_steps ORDER BY idx',
+      )
+      .toArray();
+    for (const r of stored) if (r.stm_delta) applyStmDelta(state.ctrl.stm, r.stm_delta, dim);
+    const records = stored.map((r) => JSON.parse(r.record) as StepRecord);
     const tokens = blobTokens(turn.prompt);
     const emit = (e: TurnEvent) => ch.push(e);
     const genOptions: GenerateOptions = {
@@ -464,7 +482,7 @@ export class SessionActor extends DurableObject<Env> {
         text,
         trace,
         {
-          commit: (s, r) => this.commitStep(s, r),
+          commit: (s, r, prev) => this.commitStep(s, r, prev, dim),
           emit,
           cancelled: () => (this.deleting ? 'the session was deleted while this turn ran' : null),
         },

@@ -3,7 +3,7 @@
 // model is refused instead of misread.
 import type { ModelConfig } from '@switchyard/shared/config';
 import type { GenerationState, Phase } from '@switchyard/shared/generate';
-import type { ControllerState } from '@switchyard/shared/interfaces';
+import type { ControllerState, StmState } from '@switchyard/shared/interfaces';
 import { ConflictError } from './errors.ts';
 
 export type Blob = ArrayBuffer;
@@ -124,3 +124,63 @@ export const GEN_COLUMNS = [
   'rng',
   'recalled',
 ] as const;
+
+/** The turn row's columns a step rewrites: the STM's slots go to the step's own row as a delta instead. */
+export const STEP_GEN_COLUMNS = GEN_COLUMNS.filter((c) => c !== 'stm_keys' && c !== 'stm_values');
+
+/**
+ * What one step wrote to the STM, as a blob: for each slot whose key or value changed, its index (u32) and
+ * then its key and value (dim f32 each), in the platform's byte order like every vector blob here (little
+ * endian on every runtime this serves from). A step writes one slot (a few more on the step that recalls
+ * long-term memory), so persisting this instead of the whole STM cuts a step's write from 64 KB to ~1 KB at
+ * r1-seed's 64 slots × 128.
+ */
+export function encodeStmDelta(before: StmState, after: StmState, dim: number): Blob {
+  const words = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const [k0, k1, v0, v1] = [words(before.keys), words(after.keys), words(before.values), words(after.values)];
+  if (k0.length !== k1.length || v0.length !== v1.length || k0.length !== v0.length || k0.length % dim)
+    throw new RangeError(
+      `STM delta: expected two STMs of the same [slots, ${dim}] shape, found ${k0.length} and ${k1.length} key values`,
+    );
+  const changed: number[] = [];
+  for (let slot = 0; slot < k0.length / dim; slot++) {
+    // Bit patterns, not float equality: a NaN or a -0 written over a 0 still counts as a write.
+    for (let i = slot * dim; i < (slot + 1) * dim; i++)
+      if (k0[i] !== k1[i] || v0[i] !== v1[i]) {
+        changed.push(slot);
+        break;
+      }
+  }
+  const entry = 1 + 2 * dim;
+  const out = new Uint32Array(changed.length * entry);
+  const f = new Float32Array(out.buffer);
+  changed.forEach((slot, j) => {
+    out[j * entry] = slot;
+    f.set(after.keys.subarray(slot * dim, (slot + 1) * dim), j * entry + 1);
+    f.set(after.values.subarray(slot * dim, (slot + 1) * dim), j * entry + 1 + dim);
+  });
+  return out.buffer;
+}
+
+/** Writes a stored step's STM delta (encodeStmDelta) over `stm`, checking its size and slot indices. */
+export function applyStmDelta(stm: StmState, delta: Blob, dim: number): void {
+  const entry = 1 + 2 * dim;
+  const slots = stm.keys.length / dim;
+  if (delta.byteLength % (entry * 4))
+    throw new ConflictError(
+      `stored session state: an STM delta of ${delta.byteLength} bytes, expected a multiple of ${entry * 4} (slot index + key + value of ${dim} values); the session was written by another model`,
+      'session_model_mismatch',
+    );
+  const words = new Uint32Array(delta.slice(0));
+  const f = new Float32Array(words.buffer);
+  for (let j = 0; j < words.length; j += entry) {
+    const slot = words[j];
+    if (slot >= slots)
+      throw new ConflictError(
+        `stored session state: an STM delta writes slot ${slot}, expected a slot in [0, ${slots}); the session was written by another model`,
+        'session_model_mismatch',
+      );
+    stm.keys.set(f.subarray(j + 1, j + 1 + dim), slot * dim);
+    stm.values.set(f.subarray(j + 1 + dim, j + entry), slot * dim);
+  }
+}
