@@ -193,9 +193,45 @@ function timedContext(ctx: StepContext, clock: { t: StepTiming }): StepContext {
   };
 }
 
+/** A step under way: its expert call made (or about to be), its result still to come. */
+interface Flight {
+  result: Promise<Awaited<ReturnType<typeof generationStep>>>;
+  /** Settles once the step's expert requests are on the network, or the step has finished either way. */
+  sent: Promise<void>;
+  clock: { t: StepTiming };
+}
+
+function launch(ctx: StepContext, state: GenerationState, trace: boolean): Flight {
+  const clock = { t: zeroTiming() };
+  let markSent!: () => void;
+  const sent = new Promise<void>((r) => (markSent = r));
+  const timed = trace ? timedContext(ctx, clock) : ctx;
+  const { experts } = timed;
+  const result = generationStep(
+    {
+      ...timed,
+      experts: {
+        name: experts.name,
+        runExperts: (call) => experts.runExperts({ ...call, onSent: markSent }),
+      },
+    },
+    state,
+  );
+  const settled = result.then(
+    () => undefined,
+    () => undefined,
+  );
+  return { result, sent: Promise.race([sent, settled]), clock };
+}
+
 /**
  * Runs steps until the turn is done: step → validate → persist → report. A failing step throws an ApiError
  * and leaves every state the caller has seen (and persisted) as it was before that step.
+ *
+ * Step t+1's expert call is made before step t is persisted: a Durable Object holds its outgoing requests
+ * until its writes are durable, so a call made after the write would wait for the flush at every step.
+ * Nothing of step t+1 is reported or persisted before step t is, and if step t+1 fails, step t is still
+ * persisted and reported first, exactly as when the steps ran one after the other.
  */
 export async function runSteps(
   ctx: StepContext,
@@ -206,30 +242,39 @@ export async function runSteps(
   hooks: StepHooks,
 ): Promise<GenerationState> {
   let state = initial;
-  const clock = { t: zeroTiming() };
-  const stepCtx = trace ? timedContext(ctx, clock) : ctx;
-  while (state.phase !== 'done') {
-    const why = hooks.cancelled?.();
-    if (why) throw new TurnCancelledError(why);
-    clock.t = zeroTiming();
-    let r: Awaited<ReturnType<typeof generationStep>>;
+  if (state.phase === 'done') return state;
+  const why = hooks.cancelled?.();
+  if (why) throw new TurnCancelledError(why);
+  let flight = launch(ctx, state, trace);
+  for (;;) {
+    let r: Awaited<Flight['result']>;
     try {
-      r = await generationStep(stepCtx, state);
+      r = await flight.result;
     } catch (e) {
       throw toApiError(e);
     }
     checkStep(ctx.config, r.state, r.record);
+    let next: Flight | undefined;
+    const cancelled = r.state.phase === 'done' ? null : (hooks.cancelled?.() ?? null);
+    if (r.state.phase !== 'done' && !cancelled) {
+      next = launch(ctx, r.state, trace);
+      // Its result is awaited next round, or dropped if this step's write fails.
+      next.result.catch(() => undefined);
+      if (hooks.commit) await next.sent;
+    }
     const t0 = performance.now();
     await hooks.commit?.(r.state, r.record, state);
-    clock.t.persist_us = hooks.commit ? since(t0) : 0;
+    flight.clock.t.persist_us = hooks.commit ? since(t0) : 0;
     state = r.state;
     records.push(r.record);
     const d = text.push(r.record.token, r.record.phase);
     const ev: DeltaEvent = { type: 'delta', reasoning: d.reasoning, content: d.content };
-    if (trace) ev.step = { ...traceOf(r.record), timing: clock.t };
+    if (trace) ev.step = { ...traceOf(r.record), timing: flight.clock.t };
     hooks.emit(ev);
+    if (cancelled) throw new TurnCancelledError(cancelled);
+    if (!next) return state;
+    flight = next;
   }
-  return state;
 }
 
 /**

@@ -60,6 +60,13 @@ export interface ExpertCall {
   experts: number[]; // routed ids, K of them
   gates: number[]; // renormalized, sum 1
   h: Float32Array; // [H]
+  /**
+   * Called once every request of this call has been handed to the network (HTTP backends). The edge orders a
+   * step's storage write after the next step's call: a Durable Object holds outgoing requests until its
+   * writes are durable, so a call made after the write would wait for the flush. Backends that never call it
+   * are fine: the caller then waits for the call's result instead.
+   */
+  onSent?: () => void;
 }
 
 export interface ExpertResult {

@@ -39,7 +39,12 @@ function shard(
   return { index, experts, replicas, protocol };
 }
 
-function router(tier: FakeTier, shards: ShardSpec[], over: Partial<ExpertClientSettings> = {}): ExpertRouter {
+function router(
+  tier: FakeTier,
+  shards: ShardSpec[],
+  over: Partial<ExpertClientSettings> = {},
+  fetchVia: typeof fetch = tier.fetch as typeof fetch,
+): ExpertRouter {
   const settings: ExpertClientSettings = {
     shards,
     wireDtype: 'f32',
@@ -51,7 +56,7 @@ function router(tier: FakeTier, shards: ShardSpec[], over: Partial<ExpertClientS
     ...over,
   };
   return new ExpertRouter(shards, referenceModel.config, settings, {
-    fetch: tier.fetch as typeof fetch,
+    fetch: fetchVia,
     sleep: async (ms) => {
       sleeps.push(ms);
     },
@@ -134,6 +139,33 @@ describe('ExpertRouter: several shards', () => {
       [A, [0], true],
       [B, [2], true],
     ]);
+  });
+
+  it('reports the call sent once every shard’s request (each expert’s, for KServe) is handed to fetch, before any answer', async () => {
+    for (const [shards, experts, requests] of [
+      [[shard([A], [0, 1], 'native', 0), shard([B], [2, 3], 'native', 1)], [2, 0], 2],
+      [[shard([A], [0, 1, 2, 3], 'kserve')], [1, 3], 2],
+    ] as const) {
+      const tier = new FakeTier(referenceModel);
+      tier.set(A, { experts: [0, 1, 2, 3] });
+      tier.set(B, { experts: [0, 1, 2, 3] });
+      const log: string[] = [];
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      // Answers wait until released, so "sent" can only come from the requests leaving.
+      const r = router(tier, [...shards], {}, (async (input: string, init?: RequestInit) => {
+        log.push('fetch');
+        await held;
+        return tier.fetch(input, init);
+      }) as typeof fetch);
+      const c = { ...call(1, [...experts], [0.5, 0.5]), onSent: () => log.push('sent') };
+      const out = r.runExperts(c);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(log).toEqual([...Array(requests).fill('fetch'), 'sent']);
+      release();
+      expect(Array.from((await out).mixture)).toEqual(Array.from(await reference(c)));
+      expect(log.filter((x) => x === 'sent')).toHaveLength(1);
+    }
   });
 
   it('plans the fewest shards when shards overlap', () => {

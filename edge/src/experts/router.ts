@@ -10,6 +10,7 @@ import { CircuitBreaker, type BreakerState } from './breaker.ts';
 import { rendezvousOrder } from './rendezvous.ts';
 import type { ExpertClientSettings, ShardSpec } from './shard-map.ts';
 import {
+  afterCalls,
   AttemptError,
   KServeTransport,
   NativeTransport,
@@ -152,9 +153,11 @@ export class ExpertRouter implements ExpertBackend {
       );
     const plan = planShards(call.experts, this.shards);
     const perExpert = plan.length > 1;
+    const sent = afterCalls(plan.length, call.onSent);
     const results = await Promise.all(
       plan.map((p) =>
         this.callShard(p.shard, {
+          sent,
           sessionId: call.sessionId,
           requestId: call.requestId,
           step: call.step,

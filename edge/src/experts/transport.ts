@@ -23,6 +23,16 @@ export interface ShardCall {
   perExpert: boolean;
   /** Send the prompt tokens up front (a new prompt, or a replica that may not hold the cache). */
   withTokens: boolean;
+  /** Called when this shard's request (each of them, for KServe) has been handed to fetch. */
+  sent?: () => void;
+}
+
+/** A callback that calls `done` on its n-th call, and never again. */
+export function afterCalls(n: number, done?: () => void): () => void {
+  let left = n;
+  return () => {
+    if (--left === 0) done?.();
+  };
 }
 
 export interface ShardResult {
@@ -65,13 +75,16 @@ async function post(
   body: Uint8Array | string,
   contentType: string,
   signal: AbortSignal,
+  sent?: () => void,
 ): Promise<Response> {
   const url = new URL(base + path);
   const headers: Record<string, string> = { 'content-type': contentType };
   if (deps.hmacSecret)
     Object.assign(headers, await signRequest(deps.hmacSecret, 'POST', url.pathname + url.search, body));
   try {
-    return await deps.fetch(url.href, { method: 'POST', body: body as BodyInit, headers, signal });
+    const res = deps.fetch(url.href, { method: 'POST', body: body as BodyInit, headers, signal });
+    sent?.();
+    return await res;
   } catch (e) {
     if (signal.aborted) throw new AttemptError('no answer before the timeout', true);
     throw new AttemptError(`unreachable (${(e as Error).message})`, true);
@@ -138,7 +151,7 @@ export class NativeTransport implements ReplicaTransport {
       h: c.h,
       tokens: withTokens ? c.prompt.tokens : undefined,
     });
-    const res = await post(this.deps, base, '/v1/step', body, 'application/octet-stream', signal);
+    const res = await post(this.deps, base, '/v1/step', body, 'application/octet-stream', signal, c.sent);
     const bytes = await readBody(res, signal);
     let frame;
     try {
@@ -227,7 +240,8 @@ export class KServeTransport implements ReplicaTransport {
 
   async call(base: string, c: ShardCall, signal: AbortSignal): Promise<ShardResult> {
     const H = this.deps.hidden;
-    const outs = await Promise.all(c.experts.map((e) => this.expert(base, e, c, signal)));
+    const sent = afterCalls(c.experts.length, c.sent);
+    const outs = await Promise.all(c.experts.map((e) => this.expert(base, e, { ...c, sent }, signal)));
     const values = new Float32Array(c.perExpert ? c.experts.length * H : H);
     outs.forEach((y, i) => {
       if (c.perExpert) values.set(y, i * H);
@@ -248,7 +262,15 @@ export class KServeTransport implements ReplicaTransport {
       ],
       outputs: [{ name: 'y' }],
     });
-    const res = await post(this.deps, base, `/v2/models/expert-${e}/infer`, body, 'application/json', signal);
+    const res = await post(
+      this.deps,
+      base,
+      `/v2/models/expert-${e}/infer`,
+      body,
+      'application/json',
+      signal,
+      c.sent,
+    );
     const text = new TextDecoder().decode(await readBody(res, signal));
     let json: { outputs?: V2Output[]; error?: unknown };
     try {
