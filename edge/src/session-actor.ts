@@ -36,6 +36,7 @@ import {
   decodeGen,
   encodeCtrl,
   encodeGen,
+  encodeStep,
   encodeStmDelta,
   GEN_COLUMNS,
   STEP_GEN_COLUMNS,
@@ -397,7 +398,7 @@ export class SessionActor extends DurableObject<Env> {
    * started), and the step's record with the slots it wrote, replayed in order on resume.
    */
   private commitStep(state: GenerationState, record: StepRecord, prev: GenerationState, dim: number): void {
-    const gen = encodeGen(state);
+    const gen = encodeStep(state);
     const delta = encodeStmDelta(prev.ctrl.stm, state.ctrl.stm, dim);
     this.ctx.storage.transactionSync(() => {
       this.sql.exec(

@@ -82,8 +82,17 @@ export function decodeCtrl(r: CtrlColumns, config: ModelConfig): ControllerState
 }
 
 export function encodeGen(g: GenerationState): GenColumns {
+  return { ...encodeStep(g), stm_keys: f32(g.ctrl.stm.keys), stm_values: f32(g.ctrl.stm.values) };
+}
+
+/** The columns a step rewrites (STEP_GEN_COLUMNS): everything but the STM's slots, which are not copied. */
+export function encodeStep(g: GenerationState): Omit<GenColumns, 'stm_keys' | 'stm_values'> {
   return {
-    ...encodeCtrl(g.ctrl),
+    h: f32(g.ctrl.h),
+    c: f32(g.ctrl.c),
+    m: f32(g.ctrl.m),
+    stm_count: g.ctrl.stm.count,
+    stm_next: g.ctrl.stm.next,
     y: g.y,
     phase: g.phase,
     think_steps: g.thinkSteps,
@@ -126,7 +135,10 @@ export const GEN_COLUMNS = [
 ] as const;
 
 /** The turn row's columns a step rewrites: the STM's slots go to the step's own row as a delta instead. */
-export const STEP_GEN_COLUMNS = GEN_COLUMNS.filter((c) => c !== 'stm_keys' && c !== 'stm_values');
+export const STEP_GEN_COLUMNS = GEN_COLUMNS.filter(
+  (c): c is Exclude<(typeof GEN_COLUMNS)[number], 'stm_keys' | 'stm_values'> =>
+    c !== 'stm_keys' && c !== 'stm_values',
+);
 
 /**
  * What one step wrote to the STM, as a blob: for each slot whose key or value changed, its index (u32) and
