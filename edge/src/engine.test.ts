@@ -5,7 +5,7 @@ import {
   startGeneration,
   type StepContext,
 } from '@switchyard/shared/generate';
-import type { ExpertCall, ExpertResult } from '@switchyard/shared/interfaces';
+import type { ExpertBackend, ExpertCall, ExpertResult } from '@switchyard/shared/interfaces';
 import { promptDigest } from '@switchyard/shared/digest';
 import { ReferenceEdge, ReferenceExperts } from '@switchyard/shared/reference';
 import { runSteps, TurnCancelledError, type StepHooks } from './engine.ts';
@@ -35,9 +35,8 @@ class LoggedExperts extends ReferenceExperts {
   }
 }
 
-async function turn(experts: LoggedExperts, hooks: Partial<StepHooks> = {}) {
-  const log = experts.log;
-  const ctx: StepContext = {
+async function context(experts: ExpertBackend): Promise<StepContext> {
+  return {
     config: referenceModel.config,
     edge: new ReferenceEdge(referenceModel),
     experts,
@@ -46,6 +45,11 @@ async function turn(experts: LoggedExperts, hooks: Partial<StepHooks> = {}) {
     requestId: 'r',
     options: { ...DEFAULT_GENERATE_OPTIONS, maxTokens: STEPS, ltmTopN: 0 },
   };
+}
+
+async function turn(experts: LoggedExperts, hooks: Partial<StepHooks> = {}) {
+  const log = experts.log;
+  const ctx = await context(experts);
   const records: Parameters<typeof runSteps>[2] = [];
   const tokens: number[] = [];
   const run = runSteps(
@@ -70,15 +74,7 @@ async function turn(experts: LoggedExperts, hooks: Partial<StepHooks> = {}) {
 
 async function referenceTokens(): Promise<number[]> {
   const r = await generate(
-    {
-      config: referenceModel.config,
-      edge: new ReferenceEdge(referenceModel),
-      experts: new ReferenceExperts(referenceModel),
-      prompt: { tokens: PROMPT, digest: await promptDigest(PROMPT) },
-      sessionId: 'ref',
-      requestId: 'ref',
-      options: { ...DEFAULT_GENERATE_OPTIONS, maxTokens: STEPS, ltmTopN: 0 },
-    },
+    await context(new ReferenceExperts(referenceModel)),
     referenceModel.initialState(),
   );
   return r.steps.map((s) => s.token);

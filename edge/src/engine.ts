@@ -217,6 +217,7 @@ function launch(ctx: StepContext, state: GenerationState, trace: boolean): Fligh
     },
     state,
   );
+  // Also what keeps a dropped step's failure (its write before it failed) from going unhandled.
   const settled = result.then(
     () => undefined,
     () => undefined,
@@ -254,14 +255,11 @@ export async function runSteps(
       throw toApiError(e);
     }
     checkStep(ctx.config, r.state, r.record);
-    let next: Flight | undefined;
-    const cancelled = r.state.phase === 'done' ? null : (hooks.cancelled?.() ?? null);
-    if (r.state.phase !== 'done' && !cancelled) {
-      next = launch(ctx, r.state, trace);
-      // Its result is awaited next round, or dropped if this step's write fails.
-      next.result.catch(() => undefined);
-      if (hooks.commit) await next.sent;
-    }
+    const more = r.state.phase !== 'done';
+    const cancelled = more ? (hooks.cancelled?.() ?? null) : null;
+    // Its result is awaited next round, or dropped if this step's write fails (`sent` handles a rejection).
+    const next = more && !cancelled ? launch(ctx, r.state, trace) : undefined;
+    if (next && hooks.commit) await next.sent;
     const t0 = performance.now();
     await hooks.commit?.(r.state, r.record, state);
     flight.clock.t.persist_us = hooks.commit ? since(t0) : 0;

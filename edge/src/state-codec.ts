@@ -53,16 +53,20 @@ function vec(b: Blob, n: number, what: string): Float32Array {
   return new Float32Array(b.slice(0));
 }
 
+type StmSlotColumns = Pick<CtrlColumns, 'stm_keys' | 'stm_values'>;
+
+/** The controller's columns but the STM's slots: what every step rewrites. */
+function encodeCtrlState(s: ControllerState): Omit<CtrlColumns, keyof StmSlotColumns> {
+  return { h: f32(s.h), c: f32(s.c), m: f32(s.m), stm_count: s.stm.count, stm_next: s.stm.next };
+}
+
+const encodeStmSlots = (s: StmState): StmSlotColumns => ({
+  stm_keys: f32(s.keys),
+  stm_values: f32(s.values),
+});
+
 export function encodeCtrl(s: ControllerState): CtrlColumns {
-  return {
-    h: f32(s.h),
-    c: f32(s.c),
-    m: f32(s.m),
-    stm_keys: f32(s.stm.keys),
-    stm_values: f32(s.stm.values),
-    stm_count: s.stm.count,
-    stm_next: s.stm.next,
-  };
+  return { ...encodeCtrlState(s), ...encodeStmSlots(s.stm) };
 }
 
 export function decodeCtrl(r: CtrlColumns, config: ModelConfig): ControllerState {
@@ -82,17 +86,13 @@ export function decodeCtrl(r: CtrlColumns, config: ModelConfig): ControllerState
 }
 
 export function encodeGen(g: GenerationState): GenColumns {
-  return { ...encodeStep(g), stm_keys: f32(g.ctrl.stm.keys), stm_values: f32(g.ctrl.stm.values) };
+  return { ...encodeStep(g), ...encodeStmSlots(g.ctrl.stm) };
 }
 
 /** The columns a step rewrites (STEP_GEN_COLUMNS): everything but the STM's slots, which are not copied. */
-export function encodeStep(g: GenerationState): Omit<GenColumns, 'stm_keys' | 'stm_values'> {
+export function encodeStep(g: GenerationState): Omit<GenColumns, keyof StmSlotColumns> {
   return {
-    h: f32(g.ctrl.h),
-    c: f32(g.ctrl.c),
-    m: f32(g.ctrl.m),
-    stm_count: g.ctrl.stm.count,
-    stm_next: g.ctrl.stm.next,
+    ...encodeCtrlState(g.ctrl),
     y: g.y,
     phase: g.phase,
     think_steps: g.thinkSteps,
