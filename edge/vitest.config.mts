@@ -14,6 +14,7 @@ export const TEST_KEYS = {
   alice: 'sk-test-alice',
   bob: 'sk-test-bob',
   limited: 'sk-test-limited',
+  metered: 'sk-test-metered',
 };
 
 export default defineConfig({
@@ -27,6 +28,7 @@ export default defineConfig({
             { sha256: sha256(TEST_KEYS.alice), tenant: 'alice' },
             { sha256: sha256(TEST_KEYS.bob), tenant: 'bob' },
             { sha256: sha256(TEST_KEYS.limited), tenant: 'limited', rpm: 6, burst: 2 },
+            { sha256: sha256(TEST_KEYS.metered), tenant: 'metered', rpm: 60, burst: 5 },
           ]),
           EXPERT_SHARDS: JSON.stringify([{ url: 'http://127.0.0.1:9', experts: '0-3' }]),
           MAX_BODY_BYTES: '65536',

@@ -13,7 +13,6 @@ import {
   NotFoundError,
   toApiError,
 } from './errors.ts';
-import { ndjsonToEvents } from './events.ts';
 import { renderTurn } from './openai.ts';
 import { enforceRateLimit } from './rate-limit.ts';
 import { getServices, type Services } from './services.ts';
@@ -219,12 +218,8 @@ export function createApp(options: AppOptions = {}): Hono<AppEnv> {
     const s = await services(c.env);
     const stub = sessionStub(c.env, c.req.param('id'));
     const req = parseSessionMessage(await readJsonObject(c.req.raw, s.settings.maxBodyBytes), s.settings);
-    const stream = await stub.message(c.get('tenant').id, req);
-    return renderTurn(ndjsonToEvents(stream), {
-      stream: req.stream,
-      includeUsage: req.includeUsage,
-      trace: req.trace,
-    });
+    // The actor renders the response itself; its bytes pass through.
+    return stub.message(c.get('tenant').id, req);
   });
 
   app.post('/v1/sessions/:id/resume', async (c) => {
@@ -232,8 +227,7 @@ export function createApp(options: AppOptions = {}): Hono<AppEnv> {
     const stub = sessionStub(c.env, c.req.param('id'));
     const raw = await readJsonObject(c.req.raw, s.settings.maxBodyBytes, true);
     const opts = parseResume(raw);
-    const stream = await stub.resume(c.get('tenant').id, { trace: opts.trace });
-    return renderTurn(ndjsonToEvents(stream), opts);
+    return stub.resume(c.get('tenant').id, opts);
   });
 
   // ---------------------------------------------------------------------------------------- wrong methods

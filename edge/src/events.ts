@@ -1,5 +1,5 @@
 // What a turn reports while it runs, from the generation loop (in the Worker or a SessionActor) to the code
-// that renders OpenAI responses. Between a SessionActor and the Worker the events travel as NDJSON bytes.
+// that renders OpenAI responses (a SessionActor renders its own turns, so the Worker only relays the bytes).
 import type { ApiErrorData } from './errors.ts';
 
 export interface Usage {
@@ -110,40 +110,6 @@ export class EventChannel implements AsyncIterable<TurnEvent> {
       },
     };
   }
-}
-
-const encoder = new TextEncoder();
-
-/** Events → NDJSON bytes (what a SessionActor returns over RPC). */
-export function eventsToNdjson(events: AsyncIterable<TurnEvent>): ReadableStream<Uint8Array> {
-  const it = events[Symbol.asyncIterator]();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const r = await it.next();
-      if (r.done) controller.close();
-      else controller.enqueue(encoder.encode(JSON.stringify(r.value) + '\n'));
-    },
-  });
-}
-
-/** NDJSON bytes → events. */
-export async function* ndjsonToEvents(stream: ReadableStream<Uint8Array>): AsyncGenerator<TurnEvent> {
-  const reader = stream.getReader();
-  const decoder = new TextDecoder();
-  let buf = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buf += decoder.decode(value, { stream: true });
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (line) yield JSON.parse(line) as TurnEvent;
-    }
-  }
-  buf += decoder.decode();
-  if (buf.trim()) yield JSON.parse(buf) as TurnEvent;
 }
 
 /** A finished exchange as events, for results that are not streamed (errors before anything ran). */

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeEach } from 'vitest';
 import { takeToken } from './rate-limit.ts';
-import { api, KEYS, useTestExperts, type Json } from './test-utils.ts';
+import { api, KEYS, MODEL, sseEvents, useTestExperts, type Json } from './test-utils.ts';
 
 beforeEach(() => {
   useTestExperts();
@@ -48,5 +48,20 @@ describe('per-key rate limits', () => {
     expect(body.error.code).toBe('rate_limit_exceeded');
     expect(body.error.message).toMatch(/6 requests per minute \(burst 2\); retry in \d+ s/);
     expect((await api('/v1/models', { key: KEYS.bob })).status).toBe(200);
+  });
+
+  it('puts the limit headers on a session turn, which the SessionActor answers itself', async () => {
+    const created = await api('/v1/sessions', { key: KEYS.metered, json: { model: MODEL } });
+    expect(created.status).toBe(200);
+    const { id } = (await created.json()) as Json;
+    const turn = await api(`/v1/sessions/${id}/messages`, {
+      key: KEYS.metered,
+      json: { content: 'hi', max_tokens: 3, stream: true },
+    });
+    expect(turn.status).toBe(200);
+    expect(turn.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(turn.headers.get('x-ratelimit-limit-requests')).toBe('60');
+    expect(turn.headers.get('x-ratelimit-remaining-requests')).toBe('3');
+    expect((await sseEvents(turn)).at(-1)).toBe('[DONE]');
   });
 });

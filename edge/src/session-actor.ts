@@ -15,7 +15,7 @@ import {
 } from '@switchyard/shared/generate';
 import type { Env } from './env.ts';
 import { ConflictError, NotFoundError, toApiError, type ApiErrorData } from './errors.ts';
-import { eventsToNdjson, EventChannel, type TurnEvent } from './events.ts';
+import { EventChannel, type TurnEvent } from './events.ts';
 import {
   finishTurn,
   guardedLtm,
@@ -27,6 +27,7 @@ import {
   zeroState,
 } from './engine.ts';
 import { memoryStore } from './memory-actor.ts';
+import { renderTurn } from './openai.ts';
 import { getServices, type Services } from './services.ts';
 import {
   applyStmDelta,
@@ -88,6 +89,8 @@ interface TurnOptions {
 }
 
 export interface ResumeRequest {
+  stream: boolean;
+  includeUsage: boolean;
   trace: boolean;
 }
 
@@ -311,8 +314,11 @@ export class SessionActor extends DurableObject<Env> {
     }
   }
 
-  /** A new user turn; the result is the turn's events as NDJSON. */
-  async message(tenant: string, req: SessionMessageRequest): Promise<ReadableStream<Uint8Array>> {
+  /**
+   * A new user turn, answered as the OpenAI response itself (JSON or server-sent events), so that the Worker
+   * passes the bytes through instead of decoding and re-rendering every step.
+   */
+  async message(tenant: string, req: SessionMessageRequest): Promise<Response> {
     const ch = new EventChannel();
     this.exclusive(async () => {
       const r = this.row(tenant);
@@ -360,11 +366,11 @@ export class SessionActor extends DurableObject<Env> {
     })
       .catch((e) => ch.push({ type: 'error', error: toApiError(e).toData() }))
       .finally(() => ch.end());
-    return eventsToNdjson(ch);
+    return renderTurn(ch, req);
   }
 
-  /** Continues the interrupted turn from its last persisted step. */
-  async resume(tenant: string, req: ResumeRequest): Promise<ReadableStream<Uint8Array>> {
+  /** Continues the interrupted turn from its last persisted step, answered as message() answers. */
+  async resume(tenant: string, req: ResumeRequest): Promise<Response> {
     const ch = new EventChannel();
     this.exclusive(async () => {
       const r = this.row(tenant);
@@ -377,7 +383,7 @@ export class SessionActor extends DurableObject<Env> {
     })
       .catch((e) => ch.push({ type: 'error', error: toApiError(e).toData() }))
       .finally(() => ch.end());
-    return eventsToNdjson(ch);
+    return renderTurn(ch, req);
   }
 
   // ---------------------------------------------------------------------------------------- the turn
