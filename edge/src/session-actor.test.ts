@@ -283,6 +283,27 @@ describe('sessions', () => {
     expect(events.at(-2)!.usage.completion_tokens).toBe(multi.turns[0].tokens.length);
   });
 
+  it('finishes and stores a streamed turn whose client went away after its first chunk', async () => {
+    const id = await createSession();
+    experts.delayMs = 20;
+    const res = await say(id, 0, { stream: true });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    expect((await reader.read()).done).toBe(false);
+    await reader.cancel();
+    let info: Json = {};
+    for (let i = 0; i < 200; i++) {
+      info = (await (await api(`/v1/sessions/${id}`)).json()) as Json;
+      if (info.status === 'idle' && info.turns === 1) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(info).toMatchObject({ status: 'idle', turns: 1 });
+    expect(info.messages[1].content).toBe(multi.turns[0].answer_text);
+    // The state it left is the full turn's: the next turn is the golden one.
+    experts.delayMs = 0;
+    expect(tokensOf((await (await say(id, 1)).json()) as Json)).toEqual(multi.turns[1].tokens);
+  });
+
   it('deleting a session stops its running turn at the next step and removes everything', async () => {
     const id = await createSession();
     experts.delayMs = 20;
