@@ -34,7 +34,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['test/**/*.test.ts'],
+          include: ['test/**/*.test.ts', 'bench/**/*.test.ts'],
           // The reliability suite is its own project (test/chaos/vitest.config.mts).
           exclude: [...configDefaults.exclude, 'test/chaos/**'],
           environment: 'node',

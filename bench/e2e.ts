@@ -44,6 +44,7 @@ import { WorkerPool } from '../gpu-backend/src/worker-pool.ts';
 import { startStack, type Stack } from '../scripts/stack.ts';
 import { renderE2eChart } from './chart.ts';
 import { printTable, quantile, RESULTS_DIR, writeResult } from './lib.ts';
+import { cpuBetween, processTree, snapshot, type CpuUse } from './proc-cpu.ts';
 
 export interface E2eOptions {
   /** Model preset (default r1-seed, the seed's sizes). */
@@ -106,6 +107,21 @@ export interface LoadRun {
   split: LatencySplit;
   /** Rows per batched expert run. */
   meanBatch: number;
+  /**
+   * CPU per wave by process, mean over the measured waves (Linux: read from /proc; absent elsewhere). The
+   * stack: `gpu-tier` (switchyard-gpu), `edge` (wrangler and its workerd) and `bench` (the clients); the
+   * monolith: `bench`, which is all of it.
+   */
+  cpu?: Record<string, WaveCpu>;
+}
+
+export interface WaveCpu {
+  /** CPU seconds per wave, all threads. */
+  seconds: number;
+  /** Per session-step, in milliseconds. */
+  msPerStep: number;
+  /** The busiest thread's CPU over the wave's wall time (for the GPU tier, its ORT worker). */
+  busiestThreadShare: number;
 }
 
 export interface E2eResult {
@@ -472,11 +488,36 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
       batches: number;
       /** The tier's own handling time, summed over the wave's expert calls. */
       tierMs: number;
+      cpu?: Record<string, CpuUse>;
     }
+    // The processes whose CPU each system's waves are charged with (read again per wave: workerd may restart).
+    const parts = (system: System): Record<string, number[]> =>
+      system === 'stack'
+        ? {
+            'gpu-tier': processTree(s.gpu.child.pid!),
+            edge: processTree(s.edge.child.pid!),
+            bench: processTree(process.pid, false),
+          }
+        : { bench: processTree(process.pid, false) };
+    const measured = async (system: System, wave: () => Promise<Omit<Wave, 'cpu'>>): Promise<Wave> => {
+      const pids = parts(system);
+      const before = Object.entries(pids).map(([k, p]) => [k, snapshot(p)] as const);
+      const w = await wave();
+      const cpu: Record<string, CpuUse> = {};
+      for (const [k, b] of before) {
+        const a = snapshot(pids[k]);
+        if (!a || !b) return w;
+        cpu[k] = cpuBetween(b, a);
+      }
+      return { ...w, cpu };
+    };
     // A wave: n sessions at once, each a fresh single-turn session with its own prompt. Both systems get
     // the same prompts, so they generate the same tokens, route to the same experts and do the same work.
     const stackWave = async (n: number, tokens: number, base: number): Promise<Wave> => {
       const ids = await Promise.all(Array.from({ length: n }, () => createSession(s)));
+      return measured('stack', () => stackTurns(ids, tokens, base));
+    };
+    const stackTurns = async (ids: string[], tokens: number, base: number) => {
       const before = await scrapeBatches(s.gpu.url);
       const t0 = performance.now();
       const obs = await Promise.all(ids.map((id, i) => stackTurn(s, id, base + i, 0, tokens)));
@@ -490,7 +531,9 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
         tierMs: (after.stepSeconds - before.stepSeconds) * 1000,
       };
     };
-    const monoWave = async (n: number, tokens: number, base: number): Promise<Wave> => {
+    const monoWave = (n: number, tokens: number, base: number): Promise<Wave> =>
+      measured('monolith', () => monoTurns(n, tokens, base));
+    const monoTurns = async (n: number, tokens: number, base: number) => {
       const before = m.batchMark();
       const t0 = performance.now();
       const obs = await Promise.all(Array.from({ length: n }, (_, i) => m.run(base + i, 0, tokens)));
@@ -551,16 +594,16 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
         const batches = w.reduce((a, x) => a + x.batches, 0);
         const obs = w.flatMap((x) => x.obs);
         const steps = obs.reduce((a, o) => a + o.steps.length, 0);
-        runs.push(
-          summarize(
-            system,
-            n,
-            obs,
-            w.reduce((a, x) => a + x.wall, 0),
-            rows / Math.max(1, batches),
-            w.reduce((a, x) => a + x.tierMs, 0) / Math.max(1, steps),
-          ),
+        const summary = summarize(
+          system,
+          n,
+          obs,
+          w.reduce((a, x) => a + x.wall, 0),
+          rows / Math.max(1, batches),
+          w.reduce((a, x) => a + x.tierMs, 0) / Math.max(1, steps),
         );
+        const cpu = wavesCpu(w, steps);
+        runs.push(cpu ? { ...summary, cpu } : summary);
       }
     }
 
@@ -626,6 +669,27 @@ export async function run(o: E2eOptions = {}): Promise<E2eResult> {
   }
 }
 
+/** Mean CPU per wave by process over `waves`, or undefined where a wave has no reading. */
+function wavesCpu(
+  waves: readonly { wall: number; cpu?: Record<string, CpuUse> }[],
+  steps: number,
+): Record<string, WaveCpu> | undefined {
+  const first = waves[0]?.cpu;
+  if (!first || waves.some((w) => !w.cpu)) return undefined;
+  const wallS = waves.reduce((a, w) => a + w.wall, 0) / 1000;
+  const out: Record<string, WaveCpu> = {};
+  for (const part of Object.keys(first)) {
+    const uses = waves.map((w) => w.cpu![part]);
+    const seconds = uses.reduce((a, u) => a + u.seconds, 0);
+    out[part] = {
+      seconds: seconds / waves.length,
+      msPerStep: (seconds * 1000) / Math.max(1, steps),
+      busiestThreadShare: uses.reduce((a, u) => a + u.busiestThread.seconds, 0) / wallS,
+    };
+  }
+  return out;
+}
+
 function report(r: E2eResult): void {
   const m = r.model;
   console.log(
@@ -672,6 +736,22 @@ function report(r: E2eResult): void {
       x.stepMs,
     ]),
   );
+  const withCpu = r.runs.filter((x) => x.cpu && x.sessions > 1);
+  if (withCpu.length)
+    printTable(
+      'CPU per wave by process (from /proc): seconds, ms per session-step, busiest thread (the ORT worker) as a share of the wave',
+      ['system', 'sessions', 'process', 'CPU s / wave', 'CPU ms / step', 'busiest thread'],
+      withCpu.flatMap((x) =>
+        Object.entries(x.cpu!).map(([part, c]) => [
+          x.system,
+          x.sessions,
+          part,
+          c.seconds,
+          c.msPerStep,
+          `${(c.busiestThreadShare * 100).toFixed(0)}%`,
+        ]),
+      ),
+    );
   console.log(
     `\nsame tokens in both systems: ${r.tokenAgreement.same} of ${r.tokenAgreement.total} sessions`,
   );
