@@ -122,6 +122,8 @@ export interface WaveCpu {
   msPerStep: number;
   /** The busiest thread's CPU over the wave's wall time (for the GPU tier, its ORT worker). */
   busiestThreadShare: number;
+  /** The processes' main threads (event loops) over the wave's wall time. */
+  mainThreadShare: number;
 }
 
 export interface E2eResult {
@@ -685,6 +687,7 @@ function wavesCpu(
       seconds: seconds / waves.length,
       msPerStep: (seconds * 1000) / Math.max(1, steps),
       busiestThreadShare: uses.reduce((a, u) => a + u.busiestThread.seconds, 0) / wallS,
+      mainThreadShare: uses.reduce((a, u) => a + u.mainThreads, 0) / wallS,
     };
   }
   return out;
@@ -740,7 +743,7 @@ function report(r: E2eResult): void {
   if (withCpu.length)
     printTable(
       'CPU per wave by process (from /proc): seconds, ms per session-step, busiest thread (the ORT worker) as a share of the wave',
-      ['system', 'sessions', 'process', 'CPU s / wave', 'CPU ms / step', 'busiest thread'],
+      ['system', 'sessions', 'process', 'CPU s / wave', 'CPU ms / step', 'busiest thread', 'main thread(s)'],
       withCpu.flatMap((x) =>
         Object.entries(x.cpu!).map(([part, c]) => [
           x.system,
@@ -749,6 +752,7 @@ function report(r: E2eResult): void {
           c.seconds,
           c.msPerStep,
           `${(c.busiestThreadShare * 100).toFixed(0)}%`,
+          `${(c.mainThreadShare * 100).toFixed(0)}%`,
         ]),
       ),
     );

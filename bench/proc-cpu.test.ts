@@ -3,10 +3,11 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cpuBetween, processTree, snapshot, type CpuSnapshot } from './proc-cpu.ts';
 
-const thread = (tid: number, name: string, seconds: number) => [tid, { pid: 1, tid, name, seconds }] as const;
+const thread = (tid: number, name: string, seconds: number) =>
+  [tid, { pid: 10, tid, name, seconds }] as const;
 
 describe('cpuBetween', () => {
-  it('sums the threads’ differences, counts a new thread from zero, and names the busiest', () => {
+  it('sums the threads’ differences, counts a new thread from zero, names the busiest, and the main thread’s', () => {
     const before: CpuSnapshot = new Map([thread(10, 'node', 1.5), thread(11, 'worker', 2)]);
     const after: CpuSnapshot = new Map([
       thread(10, 'node', 1.75),
@@ -16,6 +17,7 @@ describe('cpuBetween', () => {
     const use = cpuBetween(before, after);
     expect(use.seconds).toBeCloseTo(0.25 + 1 + 0.5, 9);
     expect(use.busiestThread).toEqual({ name: 'worker', seconds: 1 });
+    expect(use.mainThreads).toBeCloseTo(0.25, 9); // tid 10 is pid 10's main thread
   });
 });
 
@@ -41,5 +43,7 @@ describe.runIf(process.platform === 'linux')('from /proc', () => {
     expect(use.seconds).toBeGreaterThanOrEqual(0.35);
     expect(use.busiestThread.seconds).toBeGreaterThanOrEqual(0.35);
     expect(use.busiestThread.name).toBe('node');
+    // A spinning Node process spins on its main thread.
+    expect(use.mainThreads).toBeGreaterThanOrEqual(0.35);
   });
 });

@@ -81,16 +81,20 @@ export interface CpuUse {
   seconds: number;
   /** The busiest thread's CPU seconds over the interval (the ORT worker, for the GPU tier). */
   busiestThread: { name: string; seconds: number };
+  /** The processes' main threads (a Node process's event loop: HTTP, batching, the edge's turn loop). */
+  mainThreads: number;
 }
 
 /** What the threads spent between two snapshots; threads that started in between count from zero. */
 export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): CpuUse {
   let seconds = 0;
   let busiest = { name: '', seconds: 0 };
+  let mainThreads = 0;
   for (const [tid, t] of after) {
     const d = t.seconds - (before.get(tid)?.seconds ?? 0);
     seconds += d;
+    if (tid === t.pid) mainThreads += d;
     if (d > busiest.seconds) busiest = { name: t.name, seconds: d };
   }
-  return { seconds, busiestThread: busiest };
+  return { seconds, busiestThread: busiest, mainThreads };
 }
