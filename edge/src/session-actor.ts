@@ -27,7 +27,7 @@ import {
   zeroState,
 } from './engine.ts';
 import { memoryStore } from './memory-actor.ts';
-import { renderTurn } from './openai.ts';
+import { renderTurn, type RenderOptions } from './openai.ts';
 import { getServices, type Services } from './services.ts';
 import {
   applyStmDelta,
@@ -93,6 +93,13 @@ export interface ResumeRequest {
   includeUsage: boolean;
   trace: boolean;
 }
+
+/** What the response's shape depends on; the rest of a request is the turn's. */
+const renderOptions = (r: ResumeRequest): RenderOptions => ({
+  stream: r.stream,
+  includeUsage: r.includeUsage,
+  trace: r.trace,
+});
 
 type SessionRow = {
   session_id: string;
@@ -366,7 +373,7 @@ export class SessionActor extends DurableObject<Env> {
     })
       .catch((e) => ch.push({ type: 'error', error: toApiError(e).toData() }))
       .finally(() => ch.end());
-    return renderTurn(ch, req);
+    return renderTurn(ch, renderOptions(req));
   }
 
   /** Continues the interrupted turn from its last persisted step, answered as message() answers. */
@@ -383,7 +390,7 @@ export class SessionActor extends DurableObject<Env> {
     })
       .catch((e) => ch.push({ type: 'error', error: toApiError(e).toData() }))
       .finally(() => ch.end());
-    return renderTurn(ch, req);
+    return renderTurn(ch, renderOptions(req));
   }
 
   // ---------------------------------------------------------------------------------------- the turn
