@@ -5,17 +5,11 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 import { defineConfig } from 'vitest/config';
+import { KEYS as TEST_KEYS } from './src/test-keys.ts';
 
 // The repository root, so that modules outside edge/ (shared's golden files) load as Data modules too.
 const root = fileURLToPath(new URL('..', import.meta.url));
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-
-export const TEST_KEYS = {
-  alice: 'sk-test-alice',
-  bob: 'sk-test-bob',
-  limited: 'sk-test-limited',
-  metered: 'sk-test-metered',
-};
 
 export default defineConfig({
   root,

@@ -94,13 +94,6 @@ export interface ResumeRequest {
   trace: boolean;
 }
 
-/** What the response's shape depends on; the rest of a request is the turn's. */
-const renderOptions = (r: ResumeRequest): RenderOptions => ({
-  stream: r.stream,
-  includeUsage: r.includeUsage,
-  trace: r.trace,
-});
-
 type SessionRow = {
   session_id: string;
   tenant: string;
@@ -326,8 +319,7 @@ export class SessionActor extends DurableObject<Env> {
    * passes the bytes through instead of decoding and re-rendering every step.
    */
   async message(tenant: string, req: SessionMessageRequest): Promise<Response> {
-    const ch = new EventChannel();
-    this.exclusive(async () => {
+    return this.answer(req, async (ch) => {
       const r = this.row(tenant);
       const services = await getServices(this.env);
       const { config, settings } = services;
@@ -370,16 +362,12 @@ export class SessionActor extends DurableObject<Env> {
         );
       });
       await this.runTurn(r, services, ch, req.trace, false);
-    })
-      .catch((e) => ch.push({ type: 'error', error: toApiError(e).toData() }))
-      .finally(() => ch.end());
-    return renderTurn(ch, renderOptions(req));
+    });
   }
 
   /** Continues the interrupted turn from its last persisted step, answered as message() answers. */
   async resume(tenant: string, req: ResumeRequest): Promise<Response> {
-    const ch = new EventChannel();
-    this.exclusive(async () => {
+    return this.answer(req, async (ch) => {
       const r = this.row(tenant);
       if (!this.pendingTurn())
         throw new ConflictError(
@@ -387,10 +375,19 @@ export class SessionActor extends DurableObject<Env> {
           'nothing_to_resume',
         );
       await this.runTurn(r, await getServices(this.env), ch, req.trace, true);
-    })
+    });
+  }
+
+  /**
+   * Runs `turn` after the requests ahead of it and answers with its events rendered as `o` asks; whatever
+   * it throws becomes the turn's error event. Only the response's shape is taken from `o`.
+   */
+  private answer(o: RenderOptions, turn: (ch: EventChannel) => Promise<void>): Promise<Response> {
+    const ch = new EventChannel();
+    this.exclusive(() => turn(ch))
       .catch((e) => ch.push({ type: 'error', error: toApiError(e).toData() }))
       .finally(() => ch.end());
-    return renderTurn(ch, renderOptions(req));
+    return renderTurn(ch, { stream: o.stream, includeUsage: o.includeUsage, trace: o.trace });
   }
 
   // ---------------------------------------------------------------------------------------- the turn

@@ -10,12 +10,9 @@ import goldenJson from '../../shared/golden/tiny-int8.golden.json';
 import { ExpertUnavailableError } from './errors.ts';
 import { setExpertFactory } from './services.ts';
 
-export const KEYS = {
-  alice: 'sk-test-alice',
-  bob: 'sk-test-bob',
-  limited: 'sk-test-limited',
-  metered: 'sk-test-metered',
-};
+import { KEYS } from './test-keys.ts';
+
+export { KEYS };
 export const MODEL = 'switchyard-tiny';
 export const golden = goldenJson as unknown as GoldenFile;
 
