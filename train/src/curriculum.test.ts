@@ -243,6 +243,22 @@ describe('curriculum', () => {
       const mul = generateTask(rng, { task: 'mul' }, 3, 'train');
       const [, p, q] = /(\d+)\D+(\d+)/.exec(mul.prompt)!;
       expect([p, q]).toContain(mul.trace[0]); // the single-digit factor comes first
+      // The subject, then per premise on the chain: the side it is on and the next object; the walk ends at
+      // the question's reference object and its offsets add up to the answer.
+      const rel = generateTask(rng, { task: 'relpos' }, 3, 'train');
+      const [, subject, reference] = /([A-Z]) (?:from|vs) ([A-Z])\?/.exec(rel.prompt)!;
+      expect(rel.trace).toMatch(/^[A-Z]([LRUD][A-Z])+$/);
+      expect(rel.trace[0]).toBe(subject);
+      expect(rel.trace.at(-1)).toBe(reference);
+      const steps = [...rel.trace.slice(1).matchAll(/([LRUD])[A-Z]/g)].map((m) => m[1]); // objects may be U, D, L or R
+      const sum = (a: string, b: string) =>
+        steps.filter((d) => d === a).length - steps.filter((d) => d === b).length;
+      const [dx, dy] = [sum('R', 'L'), sum('U', 'D')];
+      expect(rel.answer).toBe(
+        [dy > 0 ? 'up' : dy < 0 ? 'down' : '', dx > 0 ? 'right' : dx < 0 ? 'left' : '']
+          .filter(Boolean)
+          .join('-'),
+      );
     }
   });
 

@@ -383,8 +383,12 @@ const REL = {
 type Rel = keyof typeof REL;
 
 /**
- * "A left of B, C below B: A from C?": a chain of objects; the trace follows it from the subject, a
- * direction letter (the subject side) and the next object per premise; the answer sums the offsets.
+ * "A left of B, C below B: A from C?": a chain of objects; the trace names the subject, then follows the
+ * chain from it, a direction letter (the side of the object before) and the next object per premise; the
+ * answer sums the offsets. The subject comes first because the experts see the prompt only through a query
+ * made from the controller's state: with the subject written, each step can look up the premise that names
+ * the object just written (as syllogism's trace does); without it, the first step must find the subject's
+ * premise with a query that is the same for every prompt.
  */
 function relpos(rng: Rng, level: Level): Problem {
   const n = level === 1 ? int(rng, 1, 2) : int(rng, 2, 3);
@@ -402,7 +406,7 @@ function relpos(rng: Rng, level: Level): Problem {
         : `${objs[i + 1]} ${REL[REL[r].inverse].word} ${objs[i]}`,
     );
     shuffle(rng, stated);
-    const trace = rels.map((r, i) => r + objs[i + 1]).join('');
+    const trace = objs[0] + rels.map((r, i) => r + objs[i + 1]).join('');
     const answer = [dy > 0 ? 'up' : dy < 0 ? 'down' : '', dx > 0 ? 'right' : dx < 0 ? 'left' : '']
       .filter(Boolean)
       .join('-');
