@@ -109,9 +109,16 @@ function solveGrid(p: string): string {
   return `${x},${y}`;
 }
 
+/** A relpos question's subject and reference object, in every rendering. */
+const RELPOS_QUESTION = /([A-Z]) (?:from|vs) ([A-Z])\?/;
+
+/** An offset as relpos answers name it: `up-left`, `right`, … */
+const directionName = (x: number, y: number): string =>
+  [y > 0 ? 'up' : y < 0 ? 'down' : '', x > 0 ? 'right' : x < 0 ? 'left' : ''].filter(Boolean).join('-');
+
 function solveRelpos(p: string): string {
   const rel = [...p.matchAll(/([A-Z]) (left of|right of|above|below) ([A-Z])/g)];
-  const q = /([A-Z]) (?:from|vs) ([A-Z])\?/.exec(p)!;
+  const q = RELPOS_QUESTION.exec(p)!;
   const pos = new Map<string, [number, number]>([[q[2], [0, 0]]]);
   const off = { 'left of': [-1, 0], 'right of': [1, 0], above: [0, 1], below: [0, -1] } as const;
   for (let pass = 0; pass < rel.length; pass++)
@@ -123,9 +130,7 @@ function solveRelpos(p: string): string {
       if (pa && !pb) pos.set(b, [pa[0] - dx, pa[1] - dy]);
     }
   const [x, y] = pos.get(q[1])!;
-  return [y > 0 ? 'up' : y < 0 ? 'down' : '', x > 0 ? 'right' : x < 0 ? 'left' : '']
-    .filter(Boolean)
-    .join('-');
+  return directionName(x, y);
 }
 
 function solve(ex: Example): string | undefined {
@@ -246,19 +251,14 @@ describe('curriculum', () => {
       // The subject, then per premise on the chain: the side it is on and the next object; the walk ends at
       // the question's reference object and its offsets add up to the answer.
       const rel = generateTask(rng, { task: 'relpos' }, 3, 'train');
-      const [, subject, reference] = /([A-Z]) (?:from|vs) ([A-Z])\?/.exec(rel.prompt)!;
+      const [, subject, reference] = RELPOS_QUESTION.exec(rel.prompt)!;
       expect(rel.trace).toMatch(/^[A-Z]([LRUD][A-Z])+$/);
       expect(rel.trace[0]).toBe(subject);
       expect(rel.trace.at(-1)).toBe(reference);
       const steps = [...rel.trace.slice(1).matchAll(/([LRUD])[A-Z]/g)].map((m) => m[1]); // objects may be U, D, L or R
       const sum = (a: string, b: string) =>
         steps.filter((d) => d === a).length - steps.filter((d) => d === b).length;
-      const [dx, dy] = [sum('R', 'L'), sum('U', 'D')];
-      expect(rel.answer).toBe(
-        [dy > 0 ? 'up' : dy < 0 ? 'down' : '', dx > 0 ? 'right' : dx < 0 ? 'left' : '']
-          .filter(Boolean)
-          .join('-'),
-      );
+      expect(rel.answer).toBe(directionName(sum('R', 'L'), sum('U', 'D')));
     }
   });
 
