@@ -40,8 +40,14 @@ describe('switchyard train options', () => {
     );
   });
 
-  it('keeps a resumed run as it was: --init, --mix and --config are for new runs', async () => {
-    for (const k of ['init', 'mix', 'config'])
+  it('refuses an unknown --relpos-trace, naming the formats', async () => {
+    expect(await usage({ 'relpos-trace': 'role' })).toBe(
+      '--relpos-trace: relpos trace "role": expected one of walk, roles',
+    );
+  });
+
+  it('keeps a resumed run as it was: --init, --mix, --config and --relpos-trace are for new runs', async () => {
+    for (const k of ['init', 'mix', 'config', 'relpos-trace'])
       expect(await usage({ resume: true, [k]: 'x' })).toBe(
         `--${k}: only for a new run; a resumed run keeps its checkpoint's model and data`,
       );

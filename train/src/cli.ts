@@ -5,7 +5,15 @@ import { countParams, parseConfig, ReferenceModel, type ModelConfig } from '@swi
 import { loadWeights, UsageError, writeOut, type Command } from '../../shared/cli/command.ts';
 import { progress } from '../../shared/cli/progress.ts';
 import { LOCAL_API_KEY } from '../../scripts/stack.ts';
-import { CurriculumError, EVAL_SET_NAMES, parseMix, TASK_TYPES } from './curriculum.ts';
+import {
+  CurriculumError,
+  EVAL_SET_NAMES,
+  parseMix,
+  parseRelposTrace,
+  RELPOS_TRACES,
+  TASK_TYPES,
+  type RelposTrace,
+} from './curriculum.ts';
 import {
   differences,
   EndpointEngine,
@@ -49,6 +57,17 @@ function numberOption(key: string, value: unknown, def: number, min: number, max
   return n;
 }
 
+/** `--relpos-trace`, when given: a UsageError names the valid formats. */
+function relposTraceOption(value: unknown): RelposTrace | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseRelposTrace(String(value));
+  } catch (e) {
+    if (e instanceof CurriculumError) throw new UsageError(`--relpos-trace: ${e.message}`);
+    throw e;
+  }
+}
+
 function intOpt(key: string, value: unknown, def: number, min = 0): number {
   const n = numberOption(key, value, def, min);
   if (!Number.isInteger(n))
@@ -83,6 +102,8 @@ export const train: Command = {
                       random weights; its config is the model's
   --mix T=F,...       draw task T F times as often as the curriculum does, e.g. syllogism=3,relpos=3
                       (tasks: ${TASK_TYPES.join(' ')})
+  --relpos-trace F    relpos trace format: ${RELPOS_TRACES.join(' or ')} (default walk; roles also writes,
+                      per premise, which side of the relation the current object is on)
   --seed N            data and initialisation seed (default ${DEFAULT_TRAIN_OPTIONS.seed})
   --steps N|auto      supervised steps (default ${DEFAULT_TRAIN_OPTIONS.steps}); auto (needs --minutes):
                       as many as the time budget allows at the measured speed
@@ -106,6 +127,7 @@ export const train: Command = {
     config: { type: 'string' },
     init: { type: 'string' },
     mix: { type: 'string' },
+    'relpos-trace': { type: 'string' },
     seed: { type: 'string' },
     steps: { type: 'string' },
     batch: { type: 'string' },
@@ -129,7 +151,7 @@ export const train: Command = {
     const { freshState, loadTrainState, runTraining } = await tfjs();
     let st: TrainState;
     if (v.resume || v['export-only']) {
-      for (const k of ['init', 'mix', 'config'] as const)
+      for (const k of ['init', 'mix', 'config', 'relpos-trace'] as const)
         if (v[k] !== undefined)
           throw new UsageError(
             `--${k}: only for a new run; a resumed run keeps its checkpoint's model and data`,
@@ -178,6 +200,7 @@ export const train: Command = {
           if (e instanceof CurriculumError) throw new UsageError(`--mix: ${e.message}`);
           throw e;
         }
+      options.relposTrace = relposTraceOption(v['relpos-trace']);
       if (options.autoSteps && options.minutes === 0)
         throw new UsageError(
           '--steps auto: expected --minutes as well (the steps are sized to the time budget)',
@@ -327,6 +350,8 @@ export const evaluate: Command = {
   --api-key KEY     the endpoint's API key (default $SWITCHYARD_API_KEY, else npm start's
                     local key sk-switchyard-local)
   --compare         with --url: run both the reference and the endpoint, exit 1 if any answer differs
+  --relpos-trace F  the relpos traces step accuracy is scored against: ${RELPOS_TRACES.join(' or ')}
+                    (default walk; give the format the model was trained on)
   --recall N        simulate long-term-memory recall of N entries after step 1 (reference only; default 0)
   --max-tokens N    generation limit (default 48)
   --json FILE       where the JSON report goes (default bench/results/eval.json)`,
@@ -338,6 +363,7 @@ export const evaluate: Command = {
     url: { type: 'string' },
     model: { type: 'string' },
     'api-key': { type: 'string' },
+    'relpos-trace': { type: 'string' },
     compare: { type: 'boolean' },
     recall: { type: 'string' },
     'max-tokens': { type: 'string' },
@@ -360,7 +386,7 @@ export const evaluate: Command = {
       throw new UsageError('--compare: expected --url as well (it compares the reference with the endpoint)');
     const apiKey = (v['api-key'] as string | undefined) ?? (process.env.SWITCHYARD_API_KEY || LOCAL_API_KEY);
     const files = positionals.length ? positionals : [DEFAULT_MODEL];
-    const items = evalExamples(sets, n, seed);
+    const items = evalExamples(sets, n, seed, relposTraceOption(v['relpos-trace']));
     const reports: EvalReport[] = [];
     let failed = false;
 

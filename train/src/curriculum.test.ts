@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '@switchyard/shared';
 import {
-  DEFAULT_GEN_OPTIONS,
   EVAL_SET_NAMES,
   generateTask,
+  DEFAULT_GEN_OPTIONS,
   heldOutSet,
   isHeldOut,
   parseMix,
+  parseRelposTrace,
   TASK_TYPES,
   TASK_WEIGHTS,
   trainingBatch,
@@ -260,6 +261,34 @@ describe('curriculum', () => {
         steps.filter((d) => d === a).length - steps.filter((d) => d === b).length;
       expect(rel.answer).toBe(directionName(sum('R', 'L'), sum('U', 'D')));
     }
+  });
+
+  it('writes role-marked relpos traces on the same problems: the role and relation as stated, then the walk', () => {
+    const relWord = { 'left of': 'L', 'right of': 'R', above: 'U', below: 'D' } as const;
+    const inverse = { L: 'R', R: 'L', U: 'D', D: 'U' } as const;
+    const walk = heldOutSet('relpos', 60, 3);
+    const roles = heldOutSet('relpos', 60, 3, { ...DEFAULT_GEN_OPTIONS, noise: 0, relposTrace: 'roles' });
+    expect(roles.map((e) => [e.prompt, e.answer])).toEqual(walk.map((e) => [e.prompt, e.answer]));
+    let subjects = 0;
+    for (const [i, ex] of roles.entries()) {
+      expect(ex.trace).toMatch(/^[A-Z]([<>][LRUD][LRUD][A-Z])+$/);
+      const premises = [...ex.prompt.matchAll(/([A-Z]) (left of|right of|above|below) ([A-Z])/g)];
+      let walked = ex.trace[0];
+      for (let h = 1; h < ex.trace.length; h += 4) {
+        const [cur, role, stated, dir, next] = ex.trace.slice(h - 1, h + 4);
+        // The premise that joins the two objects, as the prompt states it.
+        const p = premises.find(([, a, , b]) => (a === cur && b === next) || (a === next && b === cur))!;
+        expect(p).toBeDefined();
+        expect(role).toBe(p[1] === cur ? '>' : '<');
+        expect(stated).toBe(relWord[p[2] as keyof typeof relWord]);
+        expect(dir).toBe(role === '>' ? stated : inverse[stated as keyof typeof inverse]);
+        if (role === '>') subjects++;
+        walked += dir + next;
+      }
+      expect(walked).toBe(walk[i].trace); // without the role bytes it is the walk trace
+    }
+    expect(subjects).toBeGreaterThan(10); // both roles occur
+    expect(() => parseRelposTrace('role')).toThrow('relpos trace "role": expected one of walk, roles');
   });
 
   it('keeps held-out problems out of training, whatever their rendering', () => {

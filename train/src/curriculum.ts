@@ -65,6 +65,8 @@ export interface GenOptions {
   maxPromptBytes: number;
   /** How often each task type is drawn; default TASK_WEIGHTS. */
   mix?: TaskMix;
+  /** The relpos trace format (RelposTrace); default `walk`, the one the shipped model was trained on. */
+  relposTrace?: RelposTrace;
 }
 
 export const DEFAULT_GEN_OPTIONS: GenOptions = { noise: 0.2, maxThinkSteps: 15, maxPromptBytes: 56 };
@@ -383,14 +385,30 @@ const REL = {
 type Rel = keyof typeof REL;
 
 /**
- * "A left of B, C below B: A from C?": a chain of objects; the trace names the subject, then follows the
- * chain from it, a direction letter (the side of the object before) and the next object per premise; the
- * answer sums the offsets. The subject comes first because the experts see the prompt only through a query
- * made from the controller's state: with the subject written, each step can look up the premise that names
- * the object just written (as syllogism's trace does); without it, the first step must find the subject's
- * premise with a query that is the same for every prompt.
+ * Relpos trace formats, for "A left of B, C below B: A from C?":
+ * - `walk` (`ALBUC`): per premise on the chain, the side of the object before and the next object;
+ * - `roles` (`A>LLB<DUC`): per premise, first `>` if the current object is the premise's subject or `<` if
+ *   it is its object, and the relation as the premise states it, then the same two letters. The direction
+ *   is then a function of the two bytes just written, and the one thing left to read from the prompt is
+ *   which side of the relation word the current object stands on, which the `walk` trace never shows.
  */
-function relpos(rng: Rng, level: Level): Problem {
+export const RELPOS_TRACES = ['walk', 'roles'] as const;
+export type RelposTrace = (typeof RELPOS_TRACES)[number];
+
+/** `--relpos-trace` → the format, or a CurriculumError listing the valid ones. */
+export function parseRelposTrace(text: string): RelposTrace {
+  if ((RELPOS_TRACES as readonly string[]).includes(text)) return text as RelposTrace;
+  throw new CurriculumError(`relpos trace "${text}": expected one of ${RELPOS_TRACES.join(', ')}`);
+}
+
+/**
+ * "A left of B, C below B: A from C?": a chain of objects; the trace names the subject, then follows the
+ * chain from it (RelposTrace); the answer sums the offsets. The subject comes first because the experts see
+ * the prompt only through a query made from the controller's state: with the subject written, each step can
+ * look up the premise that names the object just written (as syllogism's trace does); without it, the first
+ * step must find the subject's premise with a query that is the same for every prompt.
+ */
+function relpos(rng: Rng, level: Level, format: RelposTrace = 'walk'): Problem {
   const n = level === 1 ? int(rng, 1, 2) : int(rng, 2, 3);
   for (;;) {
     const objs = distinctLetters(rng, n + 1);
@@ -400,13 +418,17 @@ function relpos(rng: Rng, level: Level): Problem {
     for (const r of rels) [dx, dy] = [dx + REL[r].dx, dy + REL[r].dy];
     if (dx === 0 && dy === 0) continue; // "same place" is not a direction
     // Each premise is stated either way round (an equivalent rewrite), then the premises are shuffled.
+    // The same draws for every trace format, so that both formats give the same problems.
+    const forward = rels.map(() => chance(rng, 0.5));
     const stated = rels.map((r, i) =>
-      chance(rng, 0.5)
+      forward[i]
         ? `${objs[i]} ${REL[r].word} ${objs[i + 1]}`
         : `${objs[i + 1]} ${REL[REL[r].inverse].word} ${objs[i]}`,
     );
     shuffle(rng, stated);
-    const trace = objs[0] + rels.map((r, i) => r + objs[i + 1]).join('');
+    const role = (r: Rel, i: number) =>
+      format === 'roles' ? (forward[i] ? '>' + r : '<' + REL[r].inverse) : '';
+    const trace = objs[0] + rels.map((r, i) => role(r, i) + r + objs[i + 1]).join('');
     const answer = [dy > 0 ? 'up' : dy < 0 ? 'down' : '', dx > 0 ? 'right' : dx < 0 ? 'left' : '']
       .filter(Boolean)
       .join('-');
@@ -432,7 +454,7 @@ function relpos(rng: Rng, level: Level): Problem {
 
 // ---------------------------------------------------------------- generation
 
-const GENERATORS: Record<TaskType, (rng: Rng, level: Level) => Problem> = {
+const GENERATORS: Record<TaskType, (rng: Rng, level: Level, opts: GenOptions) => Problem> = {
   add: (rng, level) => add(rng, level),
   sub,
   mul,
@@ -440,7 +462,7 @@ const GENERATORS: Record<TaskType, (rng: Rng, level: Level) => Problem> = {
   syllogism,
   compare,
   grid,
-  relpos,
+  relpos: (rng, level, opts) => relpos(rng, level, opts.relposTrace),
 };
 
 export interface TaskSpec {
@@ -467,7 +489,9 @@ export function generateTask(
   for (let tries = 0; tries < 10_000; tries++) {
     const level: Level = spec.level ?? (stage === 3 ? (chance(rng, 0.5) ? 1 : 2) : stage);
     const p =
-      spec.task === 'add' && spec.digits ? add(rng, level, spec.digits) : GENERATORS[spec.task](rng, level);
+      spec.task === 'add' && spec.digits
+        ? add(rng, level, spec.digits)
+        : GENERATORS[spec.task](rng, level, opts);
     if (isHeldOut(p.key) !== (split === 'heldout')) continue;
     if (p.trace.length > opts.maxThinkSteps) continue;
     let prompt = p.canonical;

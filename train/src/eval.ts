@@ -17,7 +17,7 @@ import {
   type ModelConfig,
   type SparseCode,
 } from '@switchyard/shared';
-import { heldOutSet, type Example } from './curriculum.ts';
+import { DEFAULT_GEN_OPTIONS, heldOutSet, type Example, type RelposTrace } from './curriculum.ts';
 import type { TfModel } from './model-tf.ts';
 import { promptTokens } from './sequences.ts';
 
@@ -155,8 +155,10 @@ export function evalExamples(
   sets: readonly string[],
   n: number,
   seed = 1,
+  relposTrace?: RelposTrace,
 ): { set: string; example: Example }[] {
-  return sets.flatMap((set) => heldOutSet(set, n, seed).map((example) => ({ set, example })));
+  const opts = { ...DEFAULT_GEN_OPTIONS, noise: 0, relposTrace };
+  return sets.flatMap((set) => heldOutSet(set, n, seed, opts).map((example) => ({ set, example })));
 }
 
 // ---------------------------------------------------------------- engines

@@ -1,7 +1,7 @@
 // The demo model's config and the training options: kept apart from the training code so that the CLI
 // can show its help without loading tfjs.
 import { parseConfig, type ModelConfig } from '@switchyard/shared';
-import type { TaskMix } from './curriculum.ts';
+import type { RelposTrace, TaskMix } from './curriculum.ts';
 
 /** The bundled demo model: small enough to train on two CPU cores in about twenty minutes. */
 export const DEMO_CONFIG: ModelConfig = parseConfig({
@@ -45,6 +45,8 @@ export interface TrainOptions {
   checkpointEvery: number;
   /** Task weights of the training data (parseMix); default the curriculum's. */
   mix?: TaskMix;
+  /** The relpos trace format of the training data; default `walk`. */
+  relposTrace?: RelposTrace;
 }
 
 export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type ModelConfig } from '@switchyard/shared';
 import { CheckpointError, decodeCheckpoint, encodeCheckpoint } from './checkpoint.ts';
-import { trainingBatch } from './curriculum.ts';
+import { parseMix, trainingBatch } from './curriculum.ts';
 import { balanceLoss } from './losses.ts';
 import type { Forward } from './model-tf.ts';
 import { DEFAULT_TRAIN_OPTIONS, type TrainOptions } from './options.ts';
@@ -124,6 +124,21 @@ describe('supervised training', () => {
     expect(balanceLoss(collapsed, [1, 1], E, 2).loss.dataSync()[0]).toBeCloseTo(E, 5);
     // Padding steps count for nothing.
     expect(balanceLoss(collapsed, [1, 0], E, 2).routed).toEqual([2, 0, 0, 0]);
+  });
+
+  it('keeps the relpos trace format in the checkpoint, and its training data follows it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-train-'));
+    const st = freshState(TINY, { ...OPTS, relposTrace: 'roles' });
+    saveTrainState(join(dir, 'ck'), st);
+    const back = loadTrainState(join(dir, 'ck'));
+    const o = back.meta.options;
+    expect(o.relposTrace).toBe('roles');
+    const relposOnly = parseMix('add=0,sub=0,mul=0,bool=0,syllogism=0,compare=0,grid=0');
+    const traces = (trace?: 'roles') =>
+      trainingBatch(o.seed, 0, 16, 3, genOptionsFor(TINY, 0, relposOnly, trace)).map((e) => e.trace);
+    for (const t of traces(o.relposTrace)) expect(t).toMatch(/^[A-Z]([<>][LRUD]{2}[A-Z])+$/);
+    for (const t of traces()) expect(t).toMatch(/^[A-Z]([LRUD][A-Z])+$/);
+    for (const s of [st, back]) s.model.dispose();
   });
 
   it('orders data by (seed, step) and buckets each pool of batches by prompt length', () => {

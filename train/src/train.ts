@@ -10,6 +10,7 @@ import {
   trainingBatch,
   type Example,
   type GenOptions,
+  type RelposTrace,
   type Stage,
   type TaskMix,
 } from './curriculum.ts';
@@ -220,10 +221,16 @@ export function loadTrainState(path: string): TrainState {
   return st;
 }
 
-export const genOptionsFor = (config: ModelConfig, noise: number, mix?: TaskMix): GenOptions => ({
+export const genOptionsFor = (
+  config: ModelConfig,
+  noise: number,
+  mix?: TaskMix,
+  relposTrace?: RelposTrace,
+): GenOptions => ({
   ...DEFAULT_GEN_OPTIONS,
   noise,
   mix,
+  relposTrace,
   maxThinkSteps: config.max_think_steps,
   maxPromptBytes: config.experts.max_prompt - 8,
 });
@@ -274,7 +281,7 @@ export async function runTraining(st: TrainState, run: RunOptions): Promise<Trai
   const o = st.meta.options;
   const out = run.out ?? process.stderr;
   const bar = progressLine(out);
-  const gen = genOptionsFor(st.model.config, o.noise, o.mix);
+  const gen = genOptionsFor(st.model.config, o.noise, o.mix, o.relposTrace);
   const started = Date.now();
   const base = st.meta.seconds;
   const elapsed = () => base + (Date.now() - started) / 1000;
