@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type ModelConfig } from '@switchyard/shared';
 import { CheckpointError, decodeCheckpoint, encodeCheckpoint } from './checkpoint.ts';
-import { parseMix, trainingBatch } from './curriculum.ts';
+import { parseMix, trainingBatch, type RelposTrace } from './curriculum.ts';
 import { balanceLoss } from './losses.ts';
 import type { Forward } from './model-tf.ts';
 import { DEFAULT_TRAIN_OPTIONS, type TrainOptions } from './options.ts';
@@ -134,7 +134,7 @@ describe('supervised training', () => {
     const o = back.meta.options;
     expect(o.relposTrace).toBe('roles');
     const relposOnly = parseMix('add=0,sub=0,mul=0,bool=0,syllogism=0,compare=0,grid=0');
-    const traces = (trace?: 'roles') =>
+    const traces = (trace?: RelposTrace) =>
       trainingBatch(o.seed, 0, 16, 3, genOptionsFor(TINY, 0, relposOnly, trace)).map((e) => e.trace);
     for (const t of traces(o.relposTrace)) expect(t).toMatch(/^[A-Z]([<>][LRUD]{2}[A-Z])+$/);
     for (const t of traces()) expect(t).toMatch(/^[A-Z]([LRUD][A-Z])+$/);
