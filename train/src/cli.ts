@@ -57,16 +57,19 @@ function numberOption(key: string, value: unknown, def: number, min: number, max
   return n;
 }
 
-/** `--relpos-trace`, when given: a UsageError names the valid formats. */
-function relposTraceOption(value: unknown): RelposTrace | undefined {
-  if (value === undefined) return undefined;
+/** A curriculum parser's result, its CurriculumError turned into a usage error of the flag. */
+function curriculumOption<T>(flag: string, parse: () => T): T {
   try {
-    return parseRelposTrace(String(value));
+    return parse();
   } catch (e) {
-    if (e instanceof CurriculumError) throw new UsageError(`--relpos-trace: ${e.message}`);
+    if (e instanceof CurriculumError) throw new UsageError(`--${flag}: ${e.message}`);
     throw e;
   }
 }
+
+/** `--relpos-trace`, when given: a UsageError names the valid formats. */
+const relposTraceOption = (value: unknown): RelposTrace | undefined =>
+  value === undefined ? undefined : curriculumOption('relpos-trace', () => parseRelposTrace(String(value)));
 
 function intOpt(key: string, value: unknown, def: number, min = 0): number {
   const n = numberOption(key, value, def, min);
@@ -193,13 +196,8 @@ export const train: Command = {
         ppoMinutes: numberOption('ppo-minutes', v['ppo-minutes'], d.ppoMinutes, 0),
         checkpointEvery: d.checkpointEvery,
       };
-      if (typeof v.mix === 'string')
-        try {
-          options.mix = parseMix(v.mix);
-        } catch (e) {
-          if (e instanceof CurriculumError) throw new UsageError(`--mix: ${e.message}`);
-          throw e;
-        }
+      const mix = v.mix;
+      if (typeof mix === 'string') options.mix = curriculumOption('mix', () => parseMix(mix));
       options.relposTrace = relposTraceOption(v['relpos-trace']);
       if (options.autoSteps && options.minutes === 0)
         throw new UsageError(

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '@switchyard/shared';
 import {
+  DEFAULT_GEN_OPTIONS,
   EVAL_SET_NAMES,
   generateTask,
-  DEFAULT_GEN_OPTIONS,
   heldOutSet,
   isHeldOut,
   parseMix,
@@ -113,12 +113,15 @@ function solveGrid(p: string): string {
 /** A relpos question's subject and reference object, in every rendering. */
 const RELPOS_QUESTION = /([A-Z]) (?:from|vs) ([A-Z])\?/;
 
+/** A relpos premise as stated: subject, relation words, object. */
+const RELPOS_PREMISE = /([A-Z]) (left of|right of|above|below) ([A-Z])/g;
+
 /** An offset as relpos answers name it: `up-left`, `right`, … */
 const directionName = (x: number, y: number): string =>
   [y > 0 ? 'up' : y < 0 ? 'down' : '', x > 0 ? 'right' : x < 0 ? 'left' : ''].filter(Boolean).join('-');
 
 function solveRelpos(p: string): string {
-  const rel = [...p.matchAll(/([A-Z]) (left of|right of|above|below) ([A-Z])/g)];
+  const rel = [...p.matchAll(RELPOS_PREMISE)];
   const q = RELPOS_QUESTION.exec(p)!;
   const pos = new Map<string, [number, number]>([[q[2], [0, 0]]]);
   const off = { 'left of': [-1, 0], 'right of': [1, 0], above: [0, 1], below: [0, -1] } as const;
@@ -267,12 +270,12 @@ describe('curriculum', () => {
     const relWord = { 'left of': 'L', 'right of': 'R', above: 'U', below: 'D' } as const;
     const inverse = { L: 'R', R: 'L', U: 'D', D: 'U' } as const;
     const walk = heldOutSet('relpos', 60, 3);
-    const roles = heldOutSet('relpos', 60, 3, { ...DEFAULT_GEN_OPTIONS, noise: 0, relposTrace: 'roles' });
+    const roles = heldOutSet('relpos', 60, 3, { relposTrace: 'roles' });
     expect(roles.map((e) => [e.prompt, e.answer])).toEqual(walk.map((e) => [e.prompt, e.answer]));
     let subjects = 0;
     for (const [i, ex] of roles.entries()) {
       expect(ex.trace).toMatch(/^[A-Z]([<>][LRUD][LRUD][A-Z])+$/);
-      const premises = [...ex.prompt.matchAll(/([A-Z]) (left of|right of|above|below) ([A-Z])/g)];
+      const premises = [...ex.prompt.matchAll(RELPOS_PREMISE)];
       let walked = ex.trace[0];
       for (let h = 1; h < ex.trace.length; h += 4) {
         const [cur, role, stated, dir, next] = ex.trace.slice(h - 1, h + 4);

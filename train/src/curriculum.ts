@@ -567,13 +567,17 @@ export const EVAL_SETS: Readonly<Record<string, TaskSpec>> = {
 };
 export const EVAL_SET_NAMES = Object.keys(EVAL_SETS);
 
-/** A held-out set: distinct problems, mixed difficulty, canonical prompts unless `noise` is given. */
+/**
+ * A held-out set: distinct problems, mixed difficulty; the default generation options with canonical
+ * prompts, but for what `overrides` sets (`noise`, `relposTrace`, …).
+ */
 export function heldOutSet(
   name: string,
   n: number,
   seed = 1,
-  opts: GenOptions = { ...DEFAULT_GEN_OPTIONS, noise: 0 },
+  overrides: Partial<GenOptions> = {},
 ): Example[] {
+  const opts: GenOptions = { ...DEFAULT_GEN_OPTIONS, noise: 0, ...overrides };
   const spec = EVAL_SETS[name];
   if (!spec) throw new CurriculumError(`eval set "${name}": expected one of ${EVAL_SET_NAMES.join(', ')}`);
   const rng = new Rng(seed, fnv1a32(`heldout:${name}`));

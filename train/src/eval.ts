@@ -17,7 +17,7 @@ import {
   type ModelConfig,
   type SparseCode,
 } from '@switchyard/shared';
-import { DEFAULT_GEN_OPTIONS, heldOutSet, type Example, type RelposTrace } from './curriculum.ts';
+import { heldOutSet, type Example, type RelposTrace } from './curriculum.ts';
 import type { TfModel } from './model-tf.ts';
 import { promptTokens } from './sequences.ts';
 
@@ -157,8 +157,9 @@ export function evalExamples(
   seed = 1,
   relposTrace?: RelposTrace,
 ): { set: string; example: Example }[] {
-  const opts = { ...DEFAULT_GEN_OPTIONS, noise: 0, relposTrace };
-  return sets.flatMap((set) => heldOutSet(set, n, seed, opts).map((example) => ({ set, example })));
+  return sets.flatMap((set) =>
+    heldOutSet(set, n, seed, { relposTrace }).map((example) => ({ set, example })),
+  );
 }
 
 // ---------------------------------------------------------------- engines
