@@ -252,14 +252,15 @@ describe('curriculum', () => {
       const mul = generateTask(rng, { task: 'mul' }, 3, 'train');
       const [, p, q] = /(\d+)\D+(\d+)/.exec(mul.prompt)!;
       expect([p, q]).toContain(mul.trace[0]); // the single-digit factor comes first
-      // The subject, then per premise on the chain: the side it is on and the next object; the walk ends at
-      // the question's reference object and its offsets add up to the answer.
+      // The subject, then per premise on the chain: its role and relation, the side the current object is on
+      // and the next object; the walk ends at the question's reference object and its offsets add up to the
+      // answer.
       const rel = generateTask(rng, { task: 'relpos' }, 3, 'train');
       const [, subject, reference] = RELPOS_QUESTION.exec(rel.prompt)!;
-      expect(rel.trace).toMatch(/^[A-Z]([LRUD][A-Z])+$/);
+      expect(rel.trace).toMatch(/^[A-Z]([<>][LRUD][LRUD][A-Z])+$/);
       expect(rel.trace[0]).toBe(subject);
       expect(rel.trace.at(-1)).toBe(reference);
-      const steps = [...rel.trace.slice(1).matchAll(/([LRUD])[A-Z]/g)].map((m) => m[1]); // objects may be U, D, L or R
+      const steps = [...rel.trace.slice(1).matchAll(/[<>][LRUD]([LRUD])[A-Z]/g)].map((m) => m[1]); // objects may be U, D, L or R
       const sum = (a: string, b: string) =>
         steps.filter((d) => d === a).length - steps.filter((d) => d === b).length;
       expect(rel.answer).toBe(directionName(sum('R', 'L'), sum('U', 'D')));
@@ -269,8 +270,8 @@ describe('curriculum', () => {
   it('writes role-marked relpos traces on the same problems: the role and relation as stated, then the walk', () => {
     const relWord = { 'left of': 'L', 'right of': 'R', above: 'U', below: 'D' } as const;
     const inverse = { L: 'R', R: 'L', U: 'D', D: 'U' } as const;
-    const walk = heldOutSet('relpos', 60, 3);
-    const roles = heldOutSet('relpos', 60, 3, { relposTrace: 'roles' });
+    const walk = heldOutSet('relpos', 60, 3, { relposTrace: 'walk' });
+    const roles = heldOutSet('relpos', 60, 3);
     expect(roles.map((e) => [e.prompt, e.answer])).toEqual(walk.map((e) => [e.prompt, e.answer]));
     let subjects = 0;
     for (const [i, ex] of roles.entries()) {

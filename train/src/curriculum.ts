@@ -65,7 +65,7 @@ export interface GenOptions {
   maxPromptBytes: number;
   /** How often each task type is drawn; default TASK_WEIGHTS. */
   mix?: TaskMix;
-  /** The relpos trace format (RelposTrace); default `walk`, the one the shipped model was trained on. */
+  /** The relpos trace format (RelposTrace); default `roles`, the one the shipped model (run 10) was trained on. */
   relposTrace?: RelposTrace;
 }
 
@@ -408,7 +408,7 @@ export function parseRelposTrace(text: string): RelposTrace {
  * look up the premise that names the object just written (as syllogism's trace does); without it, the first
  * step must find the subject's premise with a query that is the same for every prompt.
  */
-function relpos(rng: Rng, level: Level, format: RelposTrace = 'walk'): Problem {
+function relpos(rng: Rng, level: Level, format: RelposTrace = 'roles'): Problem {
   const n = level === 1 ? int(rng, 1, 2) : int(rng, 2, 3);
   for (;;) {
     const objs = distinctLetters(rng, n + 1);

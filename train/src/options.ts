@@ -45,7 +45,7 @@ export interface TrainOptions {
   checkpointEvery: number;
   /** Task weights of the training data (parseMix); default the curriculum's. */
   mix?: TaskMix;
-  /** The relpos trace format of the training data; default `walk`. */
+  /** The relpos trace format of the training data; default `roles`. */
   relposTrace?: RelposTrace;
 }
 
