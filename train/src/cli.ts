@@ -198,7 +198,7 @@ export const train: Command = {
       };
       const mix = v.mix;
       if (typeof mix === 'string') options.mix = curriculumOption('mix', () => parseMix(mix));
-      options.relposTrace = relposTraceOption(v['relpos-trace']);
+      options.relposTrace = relposTraceOption(v['relpos-trace']) ?? d.relposTrace;
       if (options.autoSteps && options.minutes === 0)
         throw new UsageError(
           '--steps auto: expected --minutes as well (the steps are sized to the time budget)',

@@ -45,7 +45,10 @@ export interface TrainOptions {
   checkpointEvery: number;
   /** Task weights of the training data (parseMix); default the curriculum's. */
   mix?: TaskMix;
-  /** The relpos trace format of the training data; default `roles`. */
+  /**
+   * The relpos trace format of the training data; default `roles`, written into every new checkpoint so that
+   * a default changed later cannot change what a resumed run trains on.
+   */
   relposTrace?: RelposTrace;
 }
 
@@ -65,4 +68,5 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   minutes: 0,
   ppoMinutes: 0,
   checkpointEvery: 25,
+  relposTrace: 'roles',
 };

@@ -137,8 +137,17 @@ describe('supervised training', () => {
     const traces = (trace?: RelposTrace) =>
       trainingBatch(o.seed, 0, 16, 3, genOptionsFor(TINY, 0, relposOnly, trace)).map((e) => e.trace);
     for (const t of traces(o.relposTrace)) expect(t).toMatch(/^[A-Z]([<>][LRUD]{2}[A-Z])+$/);
-    for (const t of traces()) expect(t).toMatch(/^[A-Z]([LRUD][A-Z])+$/);
-    for (const s of [st, back]) s.model.dispose();
+    for (const t of traces('walk')) expect(t).toMatch(/^[A-Z]([LRUD][A-Z])+$/);
+    expect(traces()).toEqual(traces('roles')); // the curriculum's default
+    // A checkpoint that names no format predates `roles` as the default: it resumes on `walk`.
+    const old = freshState(TINY, { ...OPTS, relposTrace: undefined });
+    saveTrainState(join(dir, 'old'), old);
+    const oldBack = loadTrainState(join(dir, 'old'));
+    expect(oldBack.meta.options.relposTrace).toBe('walk');
+    // A new run records the default explicitly.
+    const fresh = freshState(TINY, OPTS);
+    expect(fresh.meta.options.relposTrace).toBe('roles');
+    for (const s of [st, back, old, oldBack, fresh]) s.model.dispose();
   });
 
   it('orders data by (seed, step) and buckets each pool of batches by prompt length', () => {

@@ -205,6 +205,8 @@ export function saveTrainState(path: string, st: TrainState): void {
 export function loadTrainState(path: string): TrainState {
   const ck = loadCheckpoint<CheckpointMeta>(path);
   const config = parseConfig(ck.meta.config, `${path}: config`);
+  // Checkpoints that name no relpos trace were written while `walk` was the default, and trained on it.
+  ck.meta.options.relposTrace ??= 'walk';
   const st = freshState(config, ck.meta.options);
   const vars = new Map<string, HostTensor>();
   for (const [k, t] of ck.tensors) if (k.startsWith('var/')) vars.set(k.slice(4), t);
