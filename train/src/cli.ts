@@ -7,6 +7,7 @@ import { progress } from '../../shared/cli/progress.ts';
 import { LOCAL_API_KEY } from '../../scripts/stack.ts';
 import {
   CurriculumError,
+  DEFAULT_RELPOS_TRACE,
   EVAL_SET_NAMES,
   parseMix,
   parseRelposTrace,
@@ -105,7 +106,7 @@ export const train: Command = {
                       random weights; its config is the model's
   --mix T=F,...       draw task T F times as often as the curriculum does, e.g. syllogism=3,relpos=3
                       (tasks: ${TASK_TYPES.join(' ')})
-  --relpos-trace F    relpos trace format: ${RELPOS_TRACES.join(' or ')} (default ${DEFAULT_TRAIN_OPTIONS.relposTrace}; roles
+  --relpos-trace F    relpos trace format: ${RELPOS_TRACES.join(' or ')} (default ${DEFAULT_RELPOS_TRACE}; roles
                       also writes, per premise, which side of the relation the current object is on)
   --seed N            data and initialisation seed (default ${DEFAULT_TRAIN_OPTIONS.seed})
   --steps N|auto      supervised steps (default ${DEFAULT_TRAIN_OPTIONS.steps}); auto (needs --minutes):
@@ -349,7 +350,7 @@ export const evaluate: Command = {
                     local key sk-switchyard-local)
   --compare         with --url: run both the reference and the endpoint, exit 1 if any answer differs
   --relpos-trace F  the relpos traces step accuracy is scored against: ${RELPOS_TRACES.join(' or ')}
-                    (default roles; give the format the model was trained on: walk before run 10)
+                    (default ${DEFAULT_RELPOS_TRACE}; give the format the model was trained on: walk before run 10)
   --recall N        simulate long-term-memory recall of N entries after step 1 (reference only; default 0)
   --max-tokens N    generation limit (default 48)
   --json FILE       where the JSON report goes (default bench/results/eval.json)`,

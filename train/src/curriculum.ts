@@ -65,7 +65,7 @@ export interface GenOptions {
   maxPromptBytes: number;
   /** How often each task type is drawn; default TASK_WEIGHTS. */
   mix?: TaskMix;
-  /** The relpos trace format (RelposTrace); default `roles`, the one the shipped model (run 10) was trained on. */
+  /** The relpos trace format (RelposTrace); default DEFAULT_RELPOS_TRACE. */
   relposTrace?: RelposTrace;
 }
 
@@ -394,6 +394,8 @@ type Rel = keyof typeof REL;
  */
 export const RELPOS_TRACES = ['walk', 'roles'] as const;
 export type RelposTrace = (typeof RELPOS_TRACES)[number];
+/** The format the shipped model (run 10) learned: what training and eval use unless told otherwise. */
+export const DEFAULT_RELPOS_TRACE: RelposTrace = 'roles';
 
 /** `--relpos-trace` → the format, or a CurriculumError listing the valid ones. */
 export function parseRelposTrace(text: string): RelposTrace {
@@ -408,7 +410,7 @@ export function parseRelposTrace(text: string): RelposTrace {
  * look up the premise that names the object just written (as syllogism's trace does); without it, the first
  * step must find the subject's premise with a query that is the same for every prompt.
  */
-function relpos(rng: Rng, level: Level, format: RelposTrace = 'roles'): Problem {
+function relpos(rng: Rng, level: Level, format: RelposTrace = DEFAULT_RELPOS_TRACE): Problem {
   const n = level === 1 ? int(rng, 1, 2) : int(rng, 2, 3);
   for (;;) {
     const objs = distinctLetters(rng, n + 1);

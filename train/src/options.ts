@@ -1,7 +1,7 @@
 // The demo model's config and the training options: kept apart from the training code so that the CLI
 // can show its help without loading tfjs.
 import { parseConfig, type ModelConfig } from '@switchyard/shared';
-import type { RelposTrace, TaskMix } from './curriculum.ts';
+import { DEFAULT_RELPOS_TRACE, type RelposTrace, type TaskMix } from './curriculum.ts';
 
 /** The bundled demo model: small enough to train on two CPU cores in about twenty minutes. */
 export const DEMO_CONFIG: ModelConfig = parseConfig({
@@ -46,7 +46,7 @@ export interface TrainOptions {
   /** Task weights of the training data (parseMix); default the curriculum's. */
   mix?: TaskMix;
   /**
-   * The relpos trace format of the training data; default `roles`, written into every new checkpoint so that
+   * The relpos trace format of the training data; default DEFAULT_RELPOS_TRACE, written into every new checkpoint so that
    * a default changed later cannot change what a resumed run trains on.
    */
   relposTrace?: RelposTrace;
@@ -68,5 +68,5 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
   minutes: 0,
   ppoMinutes: 0,
   checkpointEvery: 25,
-  relposTrace: 'roles',
+  relposTrace: DEFAULT_RELPOS_TRACE,
 };
